@@ -1,0 +1,88 @@
+"""Account and OP session rows."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.db import Base, bool_false, id_pk, sha256_hex, utc_now, utc_time, utc_time_or_none
+
+
+class AccountType(enum.StrEnum):
+    PARENT = "parent"
+    STUDENT = "student"
+    STAFF = "staff"
+
+
+class AccountStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    DISABLED = "disabled"
+
+
+class Account(Base):
+    __tablename__ = "account"
+
+    id: Mapped[id_pk]
+    type: Mapped[AccountType] = mapped_column(
+        Enum(AccountType, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    username: Mapped[str] = mapped_column(String(64))
+    # NFKC + case-folded form; uniqueness is decided here, not on the display form.
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    password_scheme: Mapped[str] = mapped_column(String(32), default="argon2id")
+    # Empty means the password was never chosen by its holder: it must be changed.
+    password_changed_at: Mapped[utc_time_or_none]
+    must_change_password: Mapped[bool_false]
+    status: Mapped[AccountStatus] = mapped_column(
+        Enum(AccountStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=AccountStatus.CONFIRMED,
+    )
+    primary_student_id: Mapped[str | None] = mapped_column(
+        ForeignKey("student.id", ondelete="SET NULL")
+    )
+    login_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_login_at: Mapped[utc_time_or_none]
+    last_login_ip: Mapped[str | None] = mapped_column(String(64))
+    current_login_at: Mapped[utc_time_or_none]
+    current_login_ip: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[utc_time_or_none]
+    created_at: Mapped[utc_now]
+    expires_at: Mapped[utc_time_or_none]
+    is_test_account: Mapped[bool_false]
+    locale: Mapped[str | None] = mapped_column(String(16))
+
+    sessions: Mapped[list[OPSession]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def has_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class OPSession(Base):
+    """A browser's sign-in at the provider; the cookie holds a secret whose hash is the key."""
+
+    __tablename__ = "op_session"
+
+    id: Mapped[id_pk]
+    token_hash: Mapped[sha256_hex] = mapped_column(unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[utc_time]
+    created_at: Mapped[utc_now]
+    last_seen_at: Mapped[utc_time]
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+    account: Mapped[Account] = relationship(back_populates="sessions")

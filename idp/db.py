@@ -1,0 +1,94 @@
+"""Declarative base, naming convention and the column types every model shares."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import Boolean, DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, mapped_column, registry
+
+# Stable constraint names keep Alembic diffs identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no zone; PostgreSQL's timestamptz does. This type makes both
+    behave the same so that comparisons with ``clock.now()`` never mix naive and aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def new_id() -> str:
+    """Return a fresh opaque identifier (used as primary key and as ``sub``)."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: UTCDateTime()},
+    )
+
+
+id_pk = Annotated[str, mapped_column(String(32), primary_key=True, default=new_id)]
+utc_now = Annotated[datetime, mapped_column(UTCDateTime(), default=utcnow, nullable=False)]
+utc_time = Annotated[datetime, mapped_column(UTCDateTime(), nullable=False)]
+utc_time_or_none = Annotated[datetime | None, mapped_column(UTCDateTime(), nullable=True)]
+bool_false = Annotated[bool, mapped_column(Boolean(), default=False, nullable=False)]
+bool_true = Annotated[bool, mapped_column(Boolean(), default=True, nullable=False)]
+sha256_hex = Annotated[str, mapped_column(String(64), nullable=False)]
+
+
+@event.listens_for(Engine, "connect")
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    """WAL, a busy timeout and driver autocommit off, so ``BEGIN IMMEDIATE`` is ours to send."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    # Let SQLAlchemy's "begin" event below issue the BEGIN (pysqlite would defer it).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _begin_immediate(connection: Any) -> None:
+    # WAL admits one writer: taking the write lock at BEGIN makes a second worker
+    # wait (busy_timeout) instead of failing later with "database is locked".
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

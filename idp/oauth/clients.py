@@ -1,0 +1,135 @@
+"""Registering relying parties: exact redirect URIs, hashed secrets, PKCE unless exempted."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp.audit import audit
+from idp.oauth.models import Client
+from idp.oauth.scopes import DEFAULT_CLIENT_SCOPE, SUPPORTED_SCOPES, scope_list
+from idp.tokens import new_secret, secret_hash
+
+ID_TOKEN_ALGORITHMS = ("RS256", "ES256")
+
+
+class InvalidClientSettings(ValueError):
+    pass
+
+
+class UnknownClient(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    name: str
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    backchannel_logout_uri: str | None = None
+    public: bool = False
+    first_party: bool = False
+    scope: str = DEFAULT_CLIENT_SCOPE
+    id_token_alg: str = "RS256"
+    allow_no_pkce: bool = False
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    client: Client
+    client_secret: str | None
+
+
+class ClientService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def create(self, spec: ClientSpec) -> RegisteredClient:
+        self._validate(spec)
+        client_id = spec.client_id or secrets.token_urlsafe(18)
+        if self.find(client_id) is not None:
+            raise InvalidClientSettings(f"a client with id {client_id!r} already exists")
+        secret = None if spec.public else new_secret("cs")
+        client = Client(
+            client_id=client_id,
+            secret_hash=secret_hash(secret) if secret else None,
+            name=spec.name.strip(),
+            redirect_uris=list(spec.redirect_uris),
+            post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
+            backchannel_logout_uri=spec.backchannel_logout_uri,
+            scope=" ".join(scope_list(spec.scope)),
+            is_public=spec.public,
+            is_first_party=spec.first_party,
+            # Public clients always need PKCE: without a secret it is their only proof.
+            require_pkce=spec.public or not spec.allow_no_pkce,
+            id_token_signed_response_alg=spec.id_token_alg,
+        )
+        self.session.add(client)
+        self.session.flush()
+        audit(self.session, "client.created", client_id=client_id, name=client.name)
+        return RegisteredClient(client, secret)
+
+    def update(self, client: Client, spec: ClientSpec) -> RegisteredClient:
+        """Apply ``spec`` to an existing client and give it a fresh secret."""
+        self._validate(spec)
+        secret = None if spec.public else new_secret("cs")
+        client.name = spec.name.strip()
+        client.redirect_uris = list(spec.redirect_uris)
+        client.post_logout_redirect_uris = list(spec.post_logout_redirect_uris)
+        client.backchannel_logout_uri = spec.backchannel_logout_uri
+        client.scope = " ".join(scope_list(spec.scope))
+        client.is_public = spec.public
+        client.is_first_party = spec.first_party
+        client.require_pkce = spec.public or not spec.allow_no_pkce
+        client.id_token_signed_response_alg = spec.id_token_alg
+        client.secret_hash = secret_hash(secret) if secret else None
+        audit(self.session, "client.secret_rotated", client_id=client.client_id)
+        return RegisteredClient(client, secret)
+
+    def find(self, client_id: str) -> Client | None:
+        return self.session.execute(
+            select(Client).where(Client.client_id == client_id)
+        ).scalar_one_or_none()
+
+    def all(self) -> list[Client]:
+        return list(self.session.execute(select(Client).order_by(Client.created_at)).scalars())
+
+    def delete(self, client_id: str) -> None:
+        client = self.find(client_id)
+        if client is None:
+            raise UnknownClient(client_id)
+        self.session.delete(client)
+        audit(self.session, "client.deleted", client_id=client_id)
+
+    @staticmethod
+    def _validate(spec: ClientSpec) -> None:
+        if not spec.name.strip():
+            raise InvalidClientSettings("a client needs a name")
+        if not spec.redirect_uris:
+            raise InvalidClientSettings("a client needs at least one --redirect-uri")
+        for uri in [*spec.redirect_uris, *spec.post_logout_redirect_uris]:
+            _check_uri(uri)
+        if spec.backchannel_logout_uri:
+            _check_uri(spec.backchannel_logout_uri)
+        unknown = [s for s in scope_list(spec.scope) if s not in SUPPORTED_SCOPES]
+        if unknown:
+            raise InvalidClientSettings(f"unknown scope {unknown[0]!r}; use {' '.join(SUPPORTED_SCOPES)}")
+        if "openid" not in scope_list(spec.scope):
+            raise InvalidClientSettings("the scope must include openid")
+        if spec.id_token_alg not in ID_TOKEN_ALGORITHMS:
+            raise InvalidClientSettings(f"--id-token-alg must be one of {', '.join(ID_TOKEN_ALGORITHMS)}")
+        if spec.public and spec.allow_no_pkce:
+            raise InvalidClientSettings("public clients always need PKCE; drop --allow-no-pkce")
+
+
+def _check_uri(uri: str) -> None:
+    parts = urlsplit(uri)
+    if parts.fragment or not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
+        raise InvalidClientSettings(f"{uri!r} is not an absolute URI without a fragment")
+    if parts.scheme in ("javascript", "data", "file", "vbscript"):
+        raise InvalidClientSettings(f"{uri!r} uses a scheme that cannot be a redirect target")

@@ -1,0 +1,130 @@
+"""Client, pending authorization request, authorization code and consent rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base, bool_false, bool_true, id_pk, sha256_hex, utc_now, utc_time, utc_time_or_none
+from idp.oauth.scopes import scope_list
+from idp.tokens import secret_matches
+
+
+class Client(Base):
+    """A relying party; implements Authlib's ClientMixin by delegating to plain columns."""
+
+    __tablename__ = "oauth_client"
+
+    id: Mapped[id_pk]
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of the secret; empty for public clients, which authenticate with PKCE alone.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    scope: Mapped[str] = mapped_column(String(500))
+    is_public: Mapped[bool_false]
+    is_first_party: Mapped[bool_false]
+    require_pkce: Mapped[bool_true]
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    created_at: Mapped[utc_now]
+
+    # --- Authlib ClientMixin -------------------------------------------------------------
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED; never fall back to a registered one.
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        if not scope:
+            return ""
+        allowed = set(scope_list(self.scope))
+        return " ".join(s for s in scope_list(scope) if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.secret_hash is None:
+            return False
+        return secret_matches(client_secret, self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "authorization_code"
+
+
+class AuthorizationRequest(Base):
+    """An /authorize request waiting for the user to sign in or consent."""
+
+    __tablename__ = "authorization_request"
+
+    id: Mapped[id_pk]
+    client_id: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[utc_now]
+    expires_at: Mapped[utc_time]
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_code"
+
+    id: Mapped[id_pk]
+    code_hash: Mapped[sha256_hex] = mapped_column(unique=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_client.client_id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(500))
+    nonce: Mapped[str | None] = mapped_column(String(500))
+    auth_time: Mapped[utc_time]
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[utc_now]
+    expires_at: Mapped[utc_time]
+    # Set once, atomically, by the redemption that wins; the row stays until expiry.
+    used_at: Mapped[utc_time_or_none]
+
+    # --- Authlib AuthorizationCodeMixin ---------------------------------------------------
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> list[str]:
+        return ["pwd"]
+
+
+class Consent(Base):
+    __tablename__ = "consent"
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+    id: Mapped[id_pk]
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_client.client_id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[utc_now]

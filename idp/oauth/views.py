@@ -1,0 +1,217 @@
+"""OIDC endpoints: authorize, token, userinfo, JWKS, discovery. Thin: parse, delegate, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.datastructures import MultiDict
+
+from idp.extensions import csrf, db
+from idp.oauth.access import AccessTokenRejected, verify_access_token
+from idp.oauth.consent import ConsentForm, has_consent, record_consent
+from idp.oauth.discovery import discovery_document
+from idp.oauth.models import Client
+from idp.oauth.pending import (
+    PendingRequest,
+    find_pending_request,
+    finish_pending_request,
+    save_pending_request,
+)
+from idp.oauth.scopes import scope_list
+from idp.oauth.server import SignedInUser, oauth_server
+from idp.runtime import runtime
+from idp.web import current_op_session
+
+bp = Blueprint("oauth", __name__)
+
+# RFC 6749 3.1: request parameters MUST NOT be included more than once.
+SINGLE_VALUED = (
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
+    "max_age", "code_challenge", "code_challenge_method", "response_mode", "login_hint",
+)
+MAX_PARAM_LENGTH = 2000
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt  # a client-initiated request, protected by state and PKCE, not a form of ours
+def authorize() -> Response:
+    values = request.args if request.method == "GET" else request.form
+    problem = _check_parameters(values)
+    if problem:
+        return error_page(problem)
+    params = {key: values[key] for key in values}
+    return _authorize(params, pending=None)
+
+
+@bp.get("/authorize/continue/<request_id>")
+def continue_authorization(request_id: str) -> Response:
+    pending = find_pending_request(request_id)
+    if pending is None:
+        return error_page(_("This sign-in request has expired. Go back to the portal and start again."))
+    return _authorize(pending.params, pending=pending)
+
+
+@bp.post("/authorize/consent")
+def consent() -> Response:
+    form = ConsentForm()
+    pending = find_pending_request(form.request_id.data)
+    if not form.validate_on_submit() or pending is None:
+        return error_page(_("This sign-in request has expired. Go back to the portal and start again."))
+    op_session = current_op_session()
+    if op_session is None:
+        return redirect(url_for("accounts.signin", request=pending.id), code=303)
+    if form.allow.data:
+        record_consent(op_session.account, pending.params["client_id"], pending.params.get("scope"))
+        return _authorize(pending.params, pending=pending, consent_given=True)
+    server = oauth_server()
+    oauth_request = _oauth_request(pending.params)
+    grant = server.get_consent_grant(request=oauth_request, end_user=op_session.account)
+    response: Response = server.create_authorization_response(
+        request=oauth_request, grant_user=None, grant=grant
+    )
+    finish_pending_request(pending.id)
+    db.session.commit()
+    return response
+
+
+def _authorize(
+    params: dict[str, Any], *, pending: PendingRequest | None, consent_given: bool = False
+) -> Response:
+    server = oauth_server()
+    op_session = current_op_session()
+    account = op_session.account if op_session else None
+    oauth_request = _oauth_request(params)
+    try:
+        grant = server.get_consent_grant(request=oauth_request, end_user=account)
+    except OAuth2Error as error:
+        db.session.rollback()
+        return _authorization_error(error)
+    client: Client = grant.client
+    prompts = set(params.get("prompt", "").split())
+    if op_session is None or _needs_login(op_session.auth_time, params, prompts, pending):
+        if "none" in prompts:
+            return _redirect_error(LoginRequiredError(), grant, params)
+        request_id = pending.id if pending else save_pending_request(params, client)
+        db.session.commit()
+        return redirect(url_for("accounts.signin", request=request_id), code=303)
+    assert account is not None
+    needs_consent = not client.is_first_party and (
+        ("consent" in prompts and not consent_given)
+        or not has_consent(account, client.client_id, grant.request.scope)
+    )
+    if needs_consent and not consent_given:
+        if "none" in prompts:
+            return _redirect_error(ConsentRequiredError(), grant, params)
+        request_id = pending.id if pending else save_pending_request(params, client)
+        db.session.commit()
+        form = ConsentForm(request_id=request_id)
+        scopes = scope_list(grant.request.scope)
+        return make_response(render_template("consent.html", form=form, client=client, scopes=scopes))
+    user = SignedInUser(account, op_session.auth_time)
+    response: Response = server.create_authorization_response(
+        request=oauth_request, grant_user=user, grant=grant
+    )
+    if pending is not None:
+        finish_pending_request(pending.id)
+    db.session.commit()
+    return response
+
+
+def _needs_login(
+    auth_time: Any, params: dict[str, Any], prompts: set[str], pending: PendingRequest | None
+) -> bool:
+    """Whether this request asks for a fresher sign-in than the session has (OIDC Core 3.1.2.1)."""
+    if "login" in prompts and (pending is None or auth_time < pending.created_at):
+        return True
+    max_age = params.get("max_age")
+    if max_age is not None and max_age.isdigit():
+        age = (runtime().clock.now() - auth_time).total_seconds()
+        return bool(age > int(max_age))
+    return False
+
+
+def _oauth_request(params: dict[str, Any]) -> OAuth2Request:
+    oauth_request = OAuth2Request("GET", runtime().settings.issuer + "/authorize", headers=request.headers)
+    oauth_request.payload = BasicOAuth2Payload(params)
+    return oauth_request
+
+
+def _check_parameters(values: MultiDict[str, str]) -> str | None:
+    for key in SINGLE_VALUED:
+        if len(values.getlist(key)) > 1:
+            return _("The parameter %(name)s was sent more than once.", name=key)
+    for key in values:
+        if len(key) > 100 or any(len(v) > MAX_PARAM_LENGTH for v in values.getlist(key)):
+            return _("The authorization request is too large.")
+    return None
+
+
+def _authorization_error(error: OAuth2Error) -> Response:
+    # RFC 6749 4.1.2.1: never redirect to an unverified redirect URI or for an unknown client.
+    if error.redirect_uri:
+        server = oauth_server()
+        response: Response = server.handle_error_response(None, error)
+        return response
+    return error_page(error.get_error_description() or error.error, error=error.error)
+
+
+def _redirect_error(error: OAuth2Error, grant: Any, params: dict[str, Any]) -> Response:
+    error.redirect_uri = grant.redirect_uri
+    error.state = params.get("state")
+    db.session.commit()
+    return _authorization_error(error)
+
+
+def error_page(message: str, *, error: str = "invalid_request", status: int = 400) -> Response:
+    return make_response(render_template("error.html", message=message, error=error), status)
+
+
+@bp.post("/token")
+@csrf.exempt
+def token() -> Response:
+    response: Response = oauth_server().create_token_response()
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo() -> Response:
+    try:
+        access = verify_access_token(request.headers.get("Authorization", ""))
+    except AccessTokenRejected as rejected:
+        response = jsonify(error=rejected.error, error_description=rejected.description)
+        response.status_code = rejected.status
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer error="{rejected.error}", error_description="{rejected.description}"'
+        )
+        return response
+    claims = runtime().claims().for_scope(access.account, access.scope)
+    db.session.commit()
+    response = jsonify(claims)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/jwks.json")
+def jwks() -> Response:
+    response = jsonify(runtime().keys().public_jwks())
+    response.headers["Cache-Control"] = f"public, max-age={runtime().settings.jwks_max_age}"
+    return response
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    response = jsonify(discovery_document())
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+

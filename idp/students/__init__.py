@@ -1,0 +1,1 @@
+"""Schools, students and the guardians linked to them."""

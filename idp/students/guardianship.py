@@ -1,0 +1,107 @@
+"""Students and the links between them and the accounts of their guardians."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp.accounts.models import Account, AccountType
+from idp.accounts.passwords import PasswordHasher
+from idp.audit import audit
+from idp.students.models import GuardianLink, School, Student
+from idp.students.relationships import SELF, canonical_relationship
+
+
+class StudentExists(ValueError):
+    """A student with that school-system id or Access ID is already on record."""
+
+
+class UnknownStudent(LookupError):
+    pass
+
+
+class GuardianshipService:
+    def __init__(self, session: Session, *, hasher: PasswordHasher) -> None:
+        self.session = session
+        self.hasher = hasher
+
+    def school(self, code: str, name: str | None = None) -> School:
+        """Return the school with ``code``, creating it when unknown."""
+        school = self.session.execute(select(School).where(School.code == code)).scalar_one_or_none()
+        if school is None:
+            school = School(code=code, name=name or code)
+            self.session.add(school)
+            self.session.flush()
+        return school
+
+    def create_student(
+        self,
+        *,
+        sis_id: str,
+        first_name: str,
+        last_name: str,
+        school_code: str,
+        access_id: str,
+        access_password: str,
+        grade: str | None = None,
+    ) -> Student:
+        clash = self.session.execute(
+            select(Student).where((Student.sis_id == sis_id) | (Student.access_id == access_id))
+        ).scalar_one_or_none()
+        if clash is not None:
+            which = "id" if clash.sis_id == sis_id else "Access ID"
+            raise StudentExists(f"a student with that {which} already exists")
+        student = Student(
+            sis_id=sis_id,
+            first_name=first_name,
+            last_name=last_name,
+            school=self.school(school_code),
+            grade=grade,
+            access_id=access_id,
+            access_password_hash=self.hasher.hash(access_password),
+        )
+        self.session.add(student)
+        self.session.flush()
+        audit(self.session, "student.created", student_id=sis_id)
+        return student
+
+    def student_by_sis_id(self, sis_id: str) -> Student:
+        student = self.session.execute(
+            select(Student).where(Student.sis_id == sis_id)
+        ).scalar_one_or_none()
+        if student is None:
+            raise UnknownStudent(sis_id)
+        return student
+
+    def link(self, account: Account, student: Student, relationship: str) -> GuardianLink:
+        """Link ``student`` to ``account``; the first linked student becomes the primary one."""
+        label = SELF if account.type is AccountType.STUDENT else canonical_relationship(relationship)
+        link = self.session.execute(
+            select(GuardianLink).where(
+                GuardianLink.account_id == account.id, GuardianLink.student_id == student.id
+            )
+        ).scalar_one_or_none()
+        if link is None:
+            link = GuardianLink(account_id=account.id, student=student, relationship=label)
+            self.session.add(link)
+        if account.primary_student_id is None:
+            account.primary_student_id = student.id
+        self.session.flush()
+        audit(
+            self.session,
+            "guardian_link.created",
+            account_id=account.id,
+            student_id=student.sis_id,
+            relationship=label,
+        )
+        return link
+
+    def linked_students(self, account: Account) -> list[tuple[Student, str]]:
+        """Return the account's students with their relationship, ordered as portals show tabs."""
+        rows = self.session.execute(
+            select(Student, GuardianLink.relationship)
+            .join(GuardianLink, GuardianLink.student_id == Student.id)
+            .where(GuardianLink.account_id == account.id, GuardianLink.status == "active")
+            .order_by(Student.first_name, Student.last_name, Student.sis_id)
+        ).all()
+        return [(student, relationship) for student, relationship in rows]
