@@ -21,9 +21,7 @@ class AuditEvent(Base):
     id: Mapped[id_pk]
     name: Mapped[str] = mapped_column(String(64), index=True)
     occurred_at: Mapped[utc_now]
-    account_id: Mapped[str | None] = mapped_column(
-        ForeignKey("account.id", ondelete="SET NULL"), index=True
-    )
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"), index=True)
     client_id: Mapped[str | None] = mapped_column(String(64))
     ip_address: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -31,7 +29,7 @@ class AuditEvent(Base):
 
 def audit(
     session: Session,
-    name: str,
+    event_name: str,
     *,
     account_id: str | None = None,
     client_id: str | None = None,
@@ -39,9 +37,9 @@ def audit(
     at: datetime | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Record ``name`` in the caller's transaction, so the event lands only if the action does."""
+    """Record ``event_name`` in the caller's transaction, so the event lands only if the action does."""
     event = AuditEvent(
-        name=name,
+        name=event_name,
         occurred_at=at or utcnow(),
         account_id=account_id,
         client_id=client_id,
@@ -51,7 +49,7 @@ def audit(
     session.add(event)
     log.info(
         "%s %s",
-        name,
+        event_name,
         json.dumps({"account_id": account_id, "client_id": client_id, **details}, default=str),
     )
     return event

@@ -42,8 +42,12 @@ class IdpGroup(FlaskGroup):
             sys.exit(1)
 
 
-main = IdpGroup(create_app=_create_app, add_default_commands=True, add_version_option=False,
-                help="Operate the school identity provider.")
+main = IdpGroup(
+    create_app=_create_app,
+    add_default_commands=True,
+    add_version_option=False,
+    help="Operate the school identity provider.",
+)
 
 
 def register_commands(app: Flask) -> None:
@@ -144,7 +148,9 @@ def clients_list(as_json: bool) -> None:
     for client in rows:
         kind = "public" if client.is_public else "confidential"
         party = "first-party" if client.is_first_party else "third-party"
-        click.echo(f"{client.client_id:26} {client.name:30} {kind:12} {party:11} {' '.join(client.redirect_uris)}")
+        click.echo(
+            f"{client.client_id:26} {client.name:30} {kind:12} {party:11} {' '.join(client.redirect_uris)}"
+        )
 
 
 def _client_summary(client: Any) -> dict[str, Any]:

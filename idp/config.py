@@ -36,7 +36,7 @@ class Settings:
     rate_limit_signin: str = "100/minute"
     rate_limit_register: str = "60/hour"
     rate_limit_recovery: str = "60/hour"
-    rate_limit_token: str = "6000/minute"
+    rate_limit_token: str = "6000/minute"  # noqa: S105 (a rate, not a secret)
     access_id_failures: int = 5
     access_id_pause_seconds: int = 900
     trusted_proxies: int = 0
@@ -133,14 +133,10 @@ class Settings:
                 "production needs a real Redis (redis://host:6379/0)."
             )
         if len(self.secret_key) < 32:
-            raise ConfigError(
-                "IDP_SECRET_KEY must be set to at least 32 random characters in production."
-            )
+            raise ConfigError("IDP_SECRET_KEY must be set to at least 32 random characters in production.")
         host = urlsplit(self.issuer).hostname or ""
         if not self.uses_https and host not in LOOPBACK_HOSTS:
-            raise ConfigError(
-                f"IDP_ISSUER must use https in production (got {self.issuer!r})."
-            )
+            raise ConfigError(f"IDP_ISSUER must use https in production (got {self.issuer!r}).")
         if self.smtp_url is None or self.smtp_url.startswith("file:"):
             raise ConfigError("IDP_SMTP_URL must name an SMTP server in production.")
 

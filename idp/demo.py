@@ -13,7 +13,7 @@ DEFAULT_RP_BASE_URL = "http://127.0.0.1:5001"
 DEMO_CLIENT_ID = "demo-portal"
 DEMO_USERNAME = "demo.parent"
 # Long enough for the NIST default policy (15 characters); printed by the seed, never secret.
-DEMO_PASSWORD = "maple-river-lunchbox-42"
+DEMO_PASSWORD = "maple-river-lunchbox-42"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,8 @@ def _summary(rt: Runtime, rp_base_url: str, secret: str) -> str:
         "  Access IDs to link on /register (Access ID / Access Password):",
     ]
     for s in DEMO_STUDENTS:
-        lines.append(
-            f"    {s.first_name} {s.last_name:8} {DEMO_SCHOOLS[s.school]:26} {s.access_id} / {s.access_password}"
-        )
+        name = f"{s.first_name} {s.last_name}"
+        lines.append(f"    {name:14} {DEMO_SCHOOLS[s.school]:26} {s.access_id} / {s.access_password}")
     lines += [
         "  Demo portal settings:",
         f"    RP_ISSUER={issuer}",

@@ -13,7 +13,16 @@ from idp.extensions import db
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/token", "/userinfo", "/jwks.json", "/.well-known/", "/introspect", "/revoke", "/healthz", "/readyz")
+API_PREFIXES = (
+    "/token",
+    "/userinfo",
+    "/jwks.json",
+    "/.well-known/",
+    "/introspect",
+    "/revoke",
+    "/healthz",
+    "/readyz",
+)
 
 
 def register_error_handlers(app: Flask) -> None:

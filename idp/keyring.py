@@ -161,9 +161,7 @@ def ensure_key_set(
         write_manifest(keys_dir, records)
 
 
-def generate_key(
-    keys_dir: Path, alg: str, *, state: str, clock: Clock, passphrase: str | None
-) -> KeyRecord:
+def generate_key(keys_dir: Path, alg: str, *, state: str, clock: Clock, passphrase: str | None) -> KeyRecord:
     """Create a private key file for ``alg`` and return its manifest record."""
     if alg not in SUPPORTED_ALGORITHMS:
         raise KeySetError(f"unsupported algorithm {alg!r}; use one of {SUPPORTED_ALGORITHMS}")
@@ -233,9 +231,7 @@ def load_key_set(keys_dir: Path, passphrase: str | None) -> LoadedKeys:
         except FileNotFoundError:
             raise KeySetError(f"{manifest_path} names {record.file}, which is missing") from None
         except (JoseError, ValueError, TypeError) as error:
-            raise KeySetError(
-                f"cannot read {record.file} ({error}); is IDP_KEYS_PASSPHRASE right?"
-            ) from None
+            raise KeySetError(f"cannot read {record.file} ({error}); is IDP_KEYS_PASSPHRASE right?") from None
     return LoadedKeys(records, private, stamp)
 
 

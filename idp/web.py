@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.accounts.models import OPSession
 from idp.extensions import babel, csrf
 from idp.runtime import EXTENSION_KEY, runtime
+
+OP_SESSION_KEY = "idp.op_session"
 
 
 def init_web(app: Flask) -> None:
@@ -65,10 +67,12 @@ def session_cookie_name() -> str:
 
 def current_op_session() -> OPSession | None:
     """Return the browser's live OP session, looked up once per request."""
-    if "op_session" not in g:
-        g.op_session = runtime().sessions().find(request.cookies.get(session_cookie_name()))
-    found: OPSession | None = g.op_session
-    return found
+    # Cached on the request, not on ``g``: an app context may outlive one request.
+    if OP_SESSION_KEY not in request.environ:
+        found = runtime().sessions().find(request.cookies.get(session_cookie_name()))
+        request.environ[OP_SESSION_KEY] = found
+    cached: OPSession | None = request.environ[OP_SESSION_KEY]
+    return cached
 
 
 def set_session_cookie(response: Response, value: str) -> None:

@@ -28,7 +28,12 @@ class Account(Base):
 
     id: Mapped[id_pk]
     type: Mapped[AccountType] = mapped_column(
-        Enum(AccountType, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+        Enum(
+            AccountType,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     username: Mapped[str] = mapped_column(String(64))
     # NFKC + case-folded form; uniqueness is decided here, not on the display form.
@@ -42,12 +47,15 @@ class Account(Base):
     password_changed_at: Mapped[utc_time_or_none]
     must_change_password: Mapped[bool_false]
     status: Mapped[AccountStatus] = mapped_column(
-        Enum(AccountStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        Enum(
+            AccountStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
         default=AccountStatus.CONFIRMED,
     )
-    primary_student_id: Mapped[str | None] = mapped_column(
-        ForeignKey("student.id", ondelete="SET NULL")
-    )
+    primary_student_id: Mapped[str | None] = mapped_column(ForeignKey("student.id", ondelete="SET NULL"))
     login_count: Mapped[int] = mapped_column(Integer, default=0)
     last_login_at: Mapped[utc_time_or_none]
     last_login_ip: Mapped[str | None] = mapped_column(String(64))

@@ -71,6 +71,4 @@ class SessionService:
 
     def end(self, cookie_value: str | None) -> None:
         if cookie_value:
-            self.session.execute(
-                delete(OPSession).where(OPSession.token_hash == secret_hash(cookie_value))
-            )
+            self.session.execute(delete(OPSession).where(OPSession.token_hash == secret_hash(cookie_value)))

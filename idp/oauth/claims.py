@@ -31,8 +31,26 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 
 # Claims the token itself owns; user data may never overwrite them (OIDC Core 2, 5.1).
 RESERVED_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr", "amr", "azp",
-     "at_hash", "c_hash", "sid", "client_id", "scope", "typ"}
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "at_hash",
+        "c_hash",
+        "sid",
+        "client_id",
+        "scope",
+        "typ",
+    }
 )
 
 

@@ -34,7 +34,7 @@ class ClientSpec:
     public: bool = False
     first_party: bool = False
     scope: str = DEFAULT_CLIENT_SCOPE
-    id_token_alg: str = "RS256"
+    id_token_alg: str = "RS256"  # noqa: S105
     allow_no_pkce: bool = False
     client_id: str | None = None
 
@@ -92,9 +92,7 @@ class ClientService:
         return RegisteredClient(client, secret)
 
     def find(self, client_id: str) -> Client | None:
-        return self.session.execute(
-            select(Client).where(Client.client_id == client_id)
-        ).scalar_one_or_none()
+        return self.session.execute(select(Client).where(Client.client_id == client_id)).scalar_one_or_none()
 
     def all(self) -> list[Client]:
         return list(self.session.execute(select(Client).order_by(Client.created_at)).scalars())

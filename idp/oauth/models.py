@@ -7,7 +7,16 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from idp.db import Base, bool_false, bool_true, id_pk, sha256_hex, utc_now, utc_time, utc_time_or_none
+from idp.db import (
+    Base,
+    bool_false,
+    bool_true,
+    id_pk,
+    sha256_hex,
+    utc_now,
+    utc_time,
+    utc_time_or_none,
+)
 from idp.oauth.scopes import scope_list
 from idp.tokens import secret_matches
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, grants
@@ -48,9 +48,7 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
 def query_client(client_id: str | None) -> Client | None:
     if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH:
         return None
-    return db.session.execute(
-        select(Client).where(Client.client_id == client_id)
-    ).scalar_one_or_none()
+    return db.session.execute(select(Client).where(Client.client_id == client_id)).scalar_one_or_none()
 
 
 def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
@@ -87,14 +85,19 @@ def generate_access_token(
         "jti": new_secret("at").removeprefix("at_")[:22],
     }
     access_token = rt.keys().sign(claims, alg="RS256", typ="at+jwt")
-    return {"token_type": "Bearer", "access_token": access_token, "expires_in": life, "scope": scope}
+    return {
+        "token_type": "Bearer",
+        "access_token": access_token,
+        "expires_in": life,
+        "scope": scope,
+    }
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     """PKCE with S256 only, required unless the client is a registered legacy exception."""
 
     # Authlib defaults a missing code_challenge_method to plain; we accept only S256.
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
@@ -110,7 +113,7 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
 
 
 class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post", "none"]
 
     def generate_authorization_code(self) -> str:
         return new_secret("ac")

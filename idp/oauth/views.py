@@ -8,7 +8,16 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -32,8 +41,18 @@ bp = Blueprint("oauth", __name__)
 
 # RFC 6749 3.1: request parameters MUST NOT be included more than once.
 SINGLE_VALUED = (
-    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
-    "max_age", "code_challenge", "code_challenge_method", "response_mode", "login_hint",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "login_hint",
 )
 MAX_PARAM_LENGTH = 2000
 
@@ -214,4 +233,3 @@ def openid_configuration() -> Response:
     response = jsonify(discovery_document())
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
-

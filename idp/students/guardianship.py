@@ -66,9 +66,7 @@ class GuardianshipService:
         return student
 
     def student_by_sis_id(self, sis_id: str) -> Student:
-        student = self.session.execute(
-            select(Student).where(Student.sis_id == sis_id)
-        ).scalar_one_or_none()
+        student = self.session.execute(select(Student).where(Student.sis_id == sis_id)).scalar_one_or_none()
         if student is None:
             raise UnknownStudent(sis_id)
         return student

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy import orm
+from sqlalchemy import ForeignKey, String, UniqueConstraint, orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, bool_true, id_pk, utc_now
