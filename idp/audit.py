@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from idp.db import Base, id_pk, utc_now, utcnow
+from idp.db import Base, DbSession, id_pk, utc_now, utcnow
 
 log = logging.getLogger("idp.audit")
 
@@ -28,7 +28,7 @@ class AuditEvent(Base):
 
 
 def audit(
-    session: Session,
+    session: DbSession,
     event_name: str,
     *,
     account_id: str | None = None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from sqlalchemy import Boolean, DateTime, MetaData, String, TypeDecorator, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, mapped_column, registry
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry, scoped_session
 
 # Stable constraint names keep Alembic diffs identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -44,6 +44,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# Services take a plain Session in unit tests and Flask-SQLAlchemy's scoped session in the app.
+DbSession: TypeAlias = Session | scoped_session[Any]
 
 
 def new_id() -> str:

@@ -17,12 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 
 from idp.clock import Clock
 
@@ -122,7 +122,7 @@ class KeyRing:
     def verify(self, token: str, *, algorithms: Iterable[str] = SUPPORTED_ALGORITHMS) -> jwt.Token:
         """Verify a token this provider signed; raise ``JoseError`` when it is not one."""
         allowed = [alg for alg in algorithms if alg in SUPPORTED_ALGORITHMS]
-        key_set = KeySet(self._current().published())
+        key_set = KeySet(list[Any](self._current().published()))
         return jwt.decode(token, key_set, algorithms=allowed)
 
     def public_jwks(self) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def generate_key(keys_dir: Path, alg: str, *, state: str, clock: Clock, passphra
         raise KeySetError(f"unsupported algorithm {alg!r}; use one of {SUPPORTED_ALGORITHMS}")
     created = clock.now()
     kid = f"{alg.lower()}-{created:%Y%m%d}-{secrets.token_hex(4)}"
-    params = {"kid": kid, "alg": alg, "use": "sig"}
+    params = cast(KeyParameters, {"kid": kid, "alg": alg, "use": "sig"})
     key: SigningKey
     if alg == "RS256":
         key = RSAKey.generate_key(2048, parameters=params, private=True)
@@ -223,7 +223,7 @@ def load_key_set(keys_dir: Path, passphrase: str | None) -> LoadedKeys:
             raise KeySetError(f"{manifest_path}: key {record.kid} has unsupported alg {record.alg}")
         if Path(record.file).name != record.file:
             raise KeySetError(f"{manifest_path}: key file {record.file!r} must be a bare name")
-        params = {"kid": record.kid, "alg": record.alg, "use": "sig"}
+        params = cast(KeyParameters, {"kid": record.kid, "alg": record.alg, "use": "sig"})
         try:
             pem = (keys_dir / record.file).read_bytes()
             key_cls: type[RSAKey] | type[ECKey] = RSAKey if record.alg == "RS256" else ECKey

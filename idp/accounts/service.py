@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from idp.accounts.models import Account, AccountStatus, AccountType
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
 from idp.clock import Clock
+from idp.db import DbSession
 
 
 class InvalidCredentials(Exception):
@@ -37,7 +37,7 @@ class SignInContext:
 
 
 class AccountService:
-    def __init__(self, session: Session, *, hasher: PasswordHasher, clock: Clock) -> None:
+    def __init__(self, session: DbSession, *, hasher: PasswordHasher, clock: Clock) -> None:
         self.session = session
         self.hasher = hasher
         self.clock = clock

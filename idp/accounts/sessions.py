@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from idp.accounts.models import Account, OPSession
 from idp.clock import Clock
+from idp.db import DbSession
 from idp.policy import SessionPolicy
 from idp.tokens import new_secret, secret_hash
 
@@ -24,7 +24,7 @@ class StartedSession:
 
 
 class SessionService:
-    def __init__(self, session: Session, *, clock: Clock, policy: SessionPolicy) -> None:
+    def __init__(self, session: DbSession, *, clock: Clock, policy: SessionPolicy) -> None:
         self.session = session
         self.clock = clock
         self.policy = policy

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response
 
 from idp.accounts.forms import SignInForm, SignOutForm
 from idp.accounts.service import AccountDisabled, AccountExpired, InvalidCredentials, SignInContext

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from idp.accounts.models import Account, AccountStatus
+from idp.db import DbSession
 from idp.oauth.scopes import scope_list
 from idp.students.guardianship import GuardianshipService
 from idp.students.models import Student
@@ -60,7 +59,7 @@ def claims_supported() -> list[str]:
 
 
 class ClaimsBuilder:
-    def __init__(self, session: Session, *, guardianship: GuardianshipService) -> None:
+    def __init__(self, session: DbSession, *, guardianship: GuardianshipService) -> None:
         self.session = session
         self.guardianship = guardianship
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from idp.audit import audit
+from idp.db import DbSession
 from idp.oauth.models import Client
 from idp.oauth.scopes import DEFAULT_CLIENT_SCOPE, SUPPORTED_SCOPES, scope_list
 from idp.tokens import new_secret, secret_hash
@@ -46,7 +46,7 @@ class RegisteredClient:
 
 
 class ClientService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: DbSession) -> None:
         self.session = session
 
     def create(self, spec: ClientSpec) -> RegisteredClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, grants
@@ -13,7 +13,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from authlib.oidc.core.util import create_half_hash
 from flask import Flask, current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import CursorResult, exists, select, update
 
 from idp.accounts.models import Account
 from idp.audit import audit
@@ -169,7 +169,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             .values(used_at=runtime().clock.now())
             .execution_options(synchronize_session=False)
         )
-        if consumed.rowcount != 1:
+        if cast(CursorResult[Any], consumed).rowcount != 1:
             audit(
                 db.session,
                 "authorization_code.replayed",

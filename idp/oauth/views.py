@@ -10,7 +10,6 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import (
     Blueprint,
-    Response,
     jsonify,
     make_response,
     redirect,
@@ -20,6 +19,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
 
 from idp.extensions import csrf, db
 from idp.oauth.access import AccessTokenRejected, verify_access_token
@@ -164,10 +164,10 @@ def _oauth_request(params: dict[str, Any]) -> OAuth2Request:
 def _check_parameters(values: MultiDict[str, str]) -> str | None:
     for key in SINGLE_VALUED:
         if len(values.getlist(key)) > 1:
-            return _("The parameter %(name)s was sent more than once.", name=key)
+            return str(_("The parameter %(name)s was sent more than once.", name=key))
     for key in values:
         if len(key) > 100 or any(len(v) > MAX_PARAM_LENGTH for v in values.getlist(key)):
-            return _("The authorization request is too large.")
+            return str(_("The authorization request is too large."))
     return None
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from idp.accounts.models import Account, AccountType
 from idp.accounts.passwords import PasswordHasher
 from idp.audit import audit
+from idp.db import DbSession
 from idp.students.models import GuardianLink, School, Student
 from idp.students.relationships import SELF, canonical_relationship
 
@@ -21,7 +21,7 @@ class UnknownStudent(LookupError):
 
 
 class GuardianshipService:
-    def __init__(self, session: Session, *, hasher: PasswordHasher) -> None:
+    def __init__(self, session: DbSession, *, hasher: PasswordHasher) -> None:
         self.session = session
         self.hasher = hasher
 
