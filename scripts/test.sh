@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test (the README's second command): lint, types, then pytest on SQLite and PostgreSQL
+# with the machine's real Redis and real gunicorn processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+require() {
+  local name=$1; shift
+  if ! "$@" >/dev/null 2>&1; then
+    echo "test: $name is not reachable; the tests need it (see README, 'Running the tests')." >&2
+    exit 2
+  fi
+}
+require "PostgreSQL at 127.0.0.1:5432" "$BIN/python" -c \
+  "import psycopg; psycopg.connect('postgresql://postgres@127.0.0.1:5432/test', connect_timeout=3).close()"
+require "Redis at 127.0.0.1:6379" "$BIN/python" -c \
+  "import redis; redis.Redis(host='127.0.0.1', port=6379, socket_timeout=3).ping()"
+
+"$BIN/ruff" check idp tests bench
+"$BIN/ruff" format --check idp tests bench
+"$BIN/mypy"
+"$BIN/pytest" "$@"
