@@ -34,7 +34,8 @@ from idp.runtime import runtime
 from idp.students.models import Student
 
 POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-POSTGRES_TEST_DB = os.environ.get("IDP_TEST_POSTGRES_DB", "idp_test")
+# One database per pytest process, so that concurrent runs on one machine never share rows.
+POSTGRES_TEST_DB = os.environ.get("IDP_TEST_POSTGRES_DB", f"idp_test_{os.getpid()}")
 REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "correct-horse-battery-staple"
 REDIRECT_URI = "https://portal.example.test/callback"
@@ -50,6 +51,14 @@ def recreate_postgres_database(name: str) -> None:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> Settings:
@@ -90,7 +99,8 @@ def database_url(
         upgrade()
         db.engine.dispose()
     yield url
-    create_engine(url).dispose()
+    if request.param == "postgresql":
+        drop_postgres_database(POSTGRES_TEST_DB)
 
 
 def truncate_all(url: str) -> None:
