@@ -201,6 +201,12 @@ def students_create(
     for label, value in (("--id", sis_id), ("--access-id", access_id), ("--school", school)):
         if not value.strip() or len(value) > 32:
             _fail(f"{label} must be 1 to 32 characters")
+    # The column sizes, checked here so that SQLite and PostgreSQL refuse the same input.
+    for label, value, limit in (("--first-name", first_name, 100), ("--last-name", last_name, 100)):
+        if not value.strip() or len(value.strip()) > limit:
+            _fail(f"{label} must be 1 to {limit} characters")
+    if grade is not None and len(grade) > 16:
+        _fail("--grade must be at most 16 characters")
     try:
         runtime().guardianship().create_student(
             sis_id=sis_id.strip(),

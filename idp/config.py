@@ -139,6 +139,12 @@ class Settings:
             raise ConfigError(f"IDP_ISSUER must use https in production (got {self.issuer!r}).")
         if self.smtp_url is None or self.smtp_url.startswith("file:"):
             raise ConfigError("IDP_SMTP_URL must name an SMTP server in production.")
+        smtp = urlsplit(self.smtp_url)
+        if smtp.scheme == "smtp" and (smtp.username or smtp.password) and smtp.hostname not in LOOPBACK_HOSTS:
+            raise ConfigError(
+                "IDP_SMTP_URL sends credentials in the clear over smtp:// to another host; "
+                "use smtp+starttls:// or smtps:// in production."
+            )
 
 
 def resolve_secret_key(settings: Settings, instance_path: Path) -> str:

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from filelock import FileLock
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import ECKey, KeyParameters, KeySet, RSAKey
 
 from idp.clock import Clock
@@ -122,6 +122,9 @@ class KeyRing:
     def verify(self, token: str, *, algorithms: Iterable[str] = SUPPORTED_ALGORITHMS) -> jwt.Token:
         """Verify a token this provider signed; raise ``JoseError`` when it is not one."""
         allowed = [alg for alg in algorithms if alg in SUPPORTED_ALGORITHMS]
+        if not allowed:
+            # joserfc reads an empty list as "no restriction": refuse instead.
+            raise UnsupportedAlgorithmError("none of the requested algorithms is supported")
         key_set = KeySet(list[Any](self._current().published()))
         return jwt.decode(token, key_set, algorithms=allowed)
 
@@ -217,6 +220,7 @@ def load_key_set(keys_dir: Path, passphrase: str | None) -> LoadedKeys:
         raise KeySetError(
             f"{manifest_path} is not a readable key manifest ({error}); restore it from backup"
         ) from None
+    _check_states(manifest_path, records)
     private: dict[str, SigningKey] = {}
     for record in records:
         if record.alg not in SUPPORTED_ALGORITHMS:
@@ -233,6 +237,22 @@ def load_key_set(keys_dir: Path, passphrase: str | None) -> LoadedKeys:
         except (JoseError, ValueError, TypeError) as error:
             raise KeySetError(f"cannot read {record.file} ({error}); is IDP_KEYS_PASSPHRASE right?") from None
     return LoadedKeys(records, private, stamp)
+
+
+def _check_states(manifest_path: Path, records: tuple[KeyRecord, ...]) -> None:
+    """One active key per algorithm, and always an RS256 one (OIDC Core 15.1 requires RS256)."""
+    for record in records:
+        if record.state not in PUBLISHED_STATES:
+            raise KeySetError(f"{manifest_path}: key {record.kid} has unknown state {record.state!r}")
+    kids = [r.kid for r in records]
+    if len(set(kids)) != len(kids):
+        raise KeySetError(f"{manifest_path}: a kid appears twice")
+    for alg in SUPPORTED_ALGORITHMS:
+        active = [r for r in records if r.alg == alg and r.state == "active"]
+        if len(active) > 1:
+            raise KeySetError(f"{manifest_path}: more than one active {alg} key")
+    if not any(r.alg == "RS256" and r.state == "active" for r in records):
+        raise KeySetError(f"{manifest_path}: no active RS256 key; restore the manifest from backup")
 
 
 def _manifest_stamp(keys_dir: Path) -> tuple[int, int]:

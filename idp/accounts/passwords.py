@@ -37,7 +37,8 @@ class PasswordHasher:
         """Return whether ``password`` matches; malformed hashes simply do not match."""
         try:
             return self._argon2.verify(stored_hash, normalise_password(password))
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
+            # UnicodeEncodeError: a non-ASCII stored hash, or a password with a lone surrogate.
             return False
 
     def verify_dummy(self, password: str) -> None:

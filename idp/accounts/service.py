@@ -50,7 +50,12 @@ class AccountService:
     def authenticate(self, username: str, password: str, context: SignInContext) -> Account:
         """Return the account if ``password`` is right, recording the sign-in; else raise."""
         account = None
-        if len(username) <= MAX_USERNAME_LENGTH * 4 and len(password) <= MAX_PASSWORD_LENGTH:
+        # NUL is in no username, and PostgreSQL refuses it in a query parameter (an error, not a miss).
+        if (
+            len(username) <= MAX_USERNAME_LENGTH * 4
+            and len(password) <= MAX_PASSWORD_LENGTH
+            and "\x00" not in username
+        ):
             account = self.find_by_username(username)
         if account is None:
             # Equal cost whether or not the username exists: timing tells nothing.
@@ -99,8 +104,17 @@ class AccountService:
     ) -> Account:
         """Create an account; a temporary password must be changed at first sign-in."""
         key = username_key(username)
-        if not key or len(key) > MAX_USERNAME_LENGTH:
+        # The display form is stored too: NFKC may make the key shorter than what was typed.
+        if not key or max(len(key), len(username.strip())) > MAX_USERNAME_LENGTH:
             raise ValueError(f"username must be 1 to {MAX_USERNAME_LENGTH} characters")
+        # The column sizes, checked here so that SQLite and PostgreSQL refuse the same input.
+        for label, value, limit in (
+            ("email", email, 254),
+            ("first name", first_name, 100),
+            ("last name", last_name, 100),
+        ):
+            if len(value.strip()) > limit:
+                raise ValueError(f"{label} must be at most {limit} characters")
         if len(password) > MAX_PASSWORD_LENGTH:
             raise ValueError(f"password must be at most {MAX_PASSWORD_LENGTH} characters long")
         if self.find_by_username(username) is not None:

@@ -127,7 +127,8 @@ class ClientService:
 
 def _check_uri(uri: str) -> None:
     parts = urlsplit(uri)
-    if parts.fragment or not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
+    # A bare "#" is an empty fragment, which urlsplit does not report (RFC 6749 3.1.2: no fragment).
+    if "#" in uri or not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
         raise InvalidClientSettings(f"{uri!r} is not an absolute URI without a fragment")
     if parts.scheme in ("javascript", "data", "file", "vbscript"):
         raise InvalidClientSettings(f"{uri!r} uses a scheme that cannot be a redirect target")

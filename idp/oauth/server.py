@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request, grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from authlib.oidc.core.util import create_half_hash
 from flask import Flask, current_app
+from flask import request as flask_request
 from sqlalchemy import CursorResult, exists, select, update
 
 from idp.accounts.models import Account
@@ -44,9 +47,31 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
             return request
         return super().create_oauth2_request(request)
 
+    def create_token_response(self, request: Any = None) -> Any:
+        # Authlib lets a non-ASCII Basic value or non-UTF-8 credentials raise (a 500 otherwise).
+        if not basic_credentials_readable(flask_request.headers.get("Authorization")):
+            error = InvalidClientError(status_code=401, description="The client credentials are unreadable.")
+            return self.handle_error_response(None, error)
+        return super().create_token_response(request)
+
+
+def basic_credentials_readable(header: str | None) -> bool:
+    """False only for a Basic header that Authlib would fail on instead of refusing."""
+    parts = (header or "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return True
+    try:
+        base64.b64decode(parts[1]).decode("utf-8")
+    except binascii.Error:
+        return True  # bad base64: Authlib answers invalid_client itself
+    except ValueError:  # non-ASCII base64 text, or credentials that are not UTF-8
+        return False
+    return True
+
 
 def query_client(client_id: str | None) -> Client | None:
-    if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH:
+    # NUL is in no client id, and PostgreSQL refuses it in a query parameter (an error, not a miss).
+    if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH or "\x00" in client_id:
         return None
     return db.session.execute(select(Client).where(Client.client_id == client_id)).scalar_one_or_none()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Request
@@ -33,7 +34,7 @@ from idp.oauth.pending import (
     save_pending_request,
 )
 from idp.oauth.scopes import scope_list
-from idp.oauth.server import SignedInUser, oauth_server
+from idp.oauth.server import SignedInUser, oauth_server, query_client
 from idp.runtime import runtime
 from idp.web import current_op_session
 
@@ -55,6 +56,14 @@ SINGLE_VALUED = (
     "login_hint",
 )
 MAX_PARAM_LENGTH = 2000
+# Parameters stored in a column narrower than MAX_PARAM_LENGTH (authorization_code.nonce).
+MAX_PARAM_LENGTHS = {"nonce": 500}
+# C0 controls and DEL: never in a genuine request; NUL cannot even be stored in PostgreSQL text.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Authlib copies these into error descriptions, which RFC 6749 limits to %x20-21 / %x23-5B / %x5D-7E;
+# anything else there makes it raise ValueError (a 500) instead of answering the error.
+ECHOED_IN_ERRORS = ("redirect_uri", "response_type")
+_ERROR_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -86,11 +95,19 @@ def consent() -> Response:
     if op_session is None:
         return redirect(url_for("accounts.signin", request=pending.id), code=303)
     if form.allow.data:
-        record_consent(op_session.account, pending.params["client_id"], pending.params.get("scope"))
+        # Consent covers what the page listed: the requested scopes this client may have, not the raw ask.
+        client = query_client(pending.params["client_id"])
+        scope = client.get_allowed_scope(pending.params.get("scope")) if client else ""
+        record_consent(op_session.account, pending.params["client_id"], scope)
         return _authorize(pending.params, pending=pending, consent_given=True)
     server = oauth_server()
     oauth_request = _oauth_request(pending.params)
-    grant = server.get_consent_grant(request=oauth_request, end_user=op_session.account)
+    try:
+        # Validated again: the client or its redirect URIs may have changed while the page was open.
+        grant = server.get_consent_grant(request=oauth_request, end_user=op_session.account)
+    except OAuth2Error as error:
+        db.session.rollback()
+        return _authorization_error(error)
     response: Response = server.create_authorization_response(
         request=oauth_request, grant_user=None, grant=grant
     )
@@ -146,10 +163,15 @@ def _needs_login(
     auth_time: Any, params: dict[str, Any], prompts: set[str], pending: PendingRequest | None
 ) -> bool:
     """Whether this request asks for a fresher sign-in than the session has (OIDC Core 3.1.2.1)."""
-    if "login" in prompts and (pending is None or auth_time < pending.created_at):
+    # A sign-in made after this request arrived is as fresh as it can ask for: without this,
+    # max_age=0 (or a max_age shorter than the redirect back) sends the user to /signin forever.
+    if pending is not None and auth_time >= pending.created_at:
+        return False
+    if "login" in prompts:
         return True
     max_age = params.get("max_age")
-    if max_age is not None and max_age.isdigit():
+    # isascii: str.isdigit() is also true of "²", which int() refuses.
+    if max_age is not None and max_age.isascii() and max_age.isdigit():
         age = (runtime().clock.now() - auth_time).total_seconds()
         return bool(age > int(max_age))
     return False
@@ -166,8 +188,15 @@ def _check_parameters(values: MultiDict[str, str]) -> str | None:
         if len(values.getlist(key)) > 1:
             return str(_("The parameter %(name)s was sent more than once.", name=key))
     for key in values:
-        if len(key) > 100 or any(len(v) > MAX_PARAM_LENGTH for v in values.getlist(key)):
+        limit = MAX_PARAM_LENGTHS.get(key, MAX_PARAM_LENGTH)
+        if len(key) > 100 or any(len(v) > limit for v in values.getlist(key)):
             return str(_("The authorization request is too large."))
+    for key in values:
+        if _CONTROL_CHARACTERS.search(key) or any(_CONTROL_CHARACTERS.search(v) for v in values.getlist(key)):
+            return str(_("The authorization request contains characters that are not allowed."))
+    for key in ECHOED_IN_ERRORS:
+        if not _ERROR_TEXT.fullmatch(values.get(key, "")):
+            return str(_("The parameter %(name)s contains characters that are not allowed.", name=key))
     return None
 
 
@@ -210,8 +239,11 @@ def userinfo() -> Response:
     except AccessTokenRejected as rejected:
         response = jsonify(error=rejected.error, error_description=rejected.description)
         response.status_code = rejected.status
+        # RFC 6750 3.1: a request without credentials gets a bare challenge, no error code.
         response.headers["WWW-Authenticate"] = (
             f'Bearer error="{rejected.error}", error_description="{rejected.description}"'
+            if rejected.error != "invalid_request"
+            else "Bearer"
         )
         return response
     claims = runtime().claims().for_scope(access.account, access.scope)

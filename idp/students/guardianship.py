@@ -45,9 +45,13 @@ class GuardianshipService:
         access_password: str,
         grade: str | None = None,
     ) -> Student:
-        clash = self.session.execute(
-            select(Student).where((Student.sis_id == sis_id) | (Student.access_id == access_id))
-        ).scalar_one_or_none()
+        clash = (
+            self.session.execute(
+                select(Student).where((Student.sis_id == sis_id) | (Student.access_id == access_id))
+            )
+            .scalars()
+            .first()
+        )  # the id and the Access ID may each belong to a different student
         if clash is not None:
             which = "id" if clash.sis_id == sis_id else "Access ID"
             raise StudentExists(f"a student with that {which} already exists")
