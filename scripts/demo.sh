@@ -24,4 +24,4 @@ echo
 echo "Provider listening on $IDP_ISSUER (Ctrl-C stops it)."
 exec "$BIN/gunicorn" 'idp:create_app()' \
   --bind "127.0.0.1:$PORT" --workers "$workers" --threads 4 \
-  --access-logfile - --error-logfile -
+  --no-control-socket --access-logfile - --error-logfile -
