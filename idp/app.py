@@ -6,14 +6,15 @@ from pathlib import Path
 
 from flask import Flask
 
-from idp.accounts.passwords import PasswordHasher
+from idp.accounts.devices import DeviceCookies
+from idp.accounts.hashing import BoundedPasswordHasher
 from idp.cache import init_redis
 from idp.clock import Clock, SystemClock
 from idp.config import Settings, resolve_database_url, resolve_secret_key
 from idp.errors import register_error_handlers
 from idp.extensions import db, migrate
 from idp.oauth.server import init_oauth
-from idp.policy import HashingPolicy, SessionPolicy, TokenPolicy
+from idp.policy import HashingPolicy, LockoutPolicy, SessionPolicy, TokenPolicy
 from idp.runtime import Runtime, install_runtime
 from idp.web import init_web
 
@@ -37,14 +38,18 @@ def configure(app: Flask, settings: Settings, *, clock: Clock | None = None) -> 
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         JSON_SORT_KEYS=False,
     )
+    clock = clock or SystemClock()
     install_runtime(
         app,
         Runtime(
             settings=settings,
-            clock=clock or SystemClock(),
-            hasher=PasswordHasher(HashingPolicy.from_settings(settings)),
+            clock=clock,
+            hasher=BoundedPasswordHasher(HashingPolicy.from_settings(settings)),
             session_policy=SessionPolicy.from_settings(settings),
             token_policy=TokenPolicy.from_settings(settings),
+            devices=DeviceCookies(
+                app.config["SECRET_KEY"], clock=clock, policy=LockoutPolicy.from_settings(settings)
+            ),
         ),
     )
 
@@ -63,11 +68,15 @@ def migrations_directory() -> Path:
 
 
 def register_blueprints(app: Flask) -> None:
+    from idp.accounts.preferences_views import bp as preferences_bp
+    from idp.accounts.registration_views import bp as registration_bp
     from idp.accounts.views import bp as accounts_bp
     from idp.oauth.views import bp as oauth_bp
     from idp.ops import bp as ops_bp
 
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(registration_bp)
+    app.register_blueprint(preferences_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(ops_bp)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -13,8 +15,12 @@ from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.models import AccountType
 from idp.accounts.service import UsernameTaken
+from idp.audit import audit
 from idp.demo import DEFAULT_RP_BASE_URL, seed_demo
 from idp.extensions import db
+from idp.keyring import KeyRecord, KeySetError, read_manifest
+from idp.keys.durations import InvalidDuration, parse_duration
+from idp.keys.rotation import KeyChangeRefused, KeyChanges, KeyEvent, KeyRotation, KeyTimings
 from idp.oauth.clients import ClientService, ClientSpec, InvalidClientSettings, UnknownClient
 from idp.oauth.scopes import DEFAULT_CLIENT_SCOPE
 from idp.runtime import runtime
@@ -56,6 +62,10 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(students)
     app.cli.add_command(accounts)
     app.cli.add_command(keys)
+    from idp.accounts.commands import COMMANDS as account_commands
+
+    for command in account_commands:  # policy, district, mail
+        app.cli.add_command(command)
 
 
 def _fail(message: str) -> None:
@@ -282,18 +292,125 @@ def accounts_create(
     click.echo(f"created account {username}", err=True)
 
 
+@accounts.command("unlock", help="Lift a sign-in lockout and forget the username's failed attempts.")
+@click.argument("username")
+def accounts_unlock(username: str) -> None:
+    from idp.cache import redis_client, redis_health
+
+    rt = runtime()
+    if redis_client() is None:
+        _fail("IDP_REDIS_URL=memory:// keeps the counters inside the running provider; restart it")
+    was_locked = rt.accounts().unlock(username)
+    if redis_health().fallback_active:
+        _fail(f"Redis at {rt.settings.redis_url} is unavailable; nothing was unlocked")
+    db.session.commit()
+    click.echo(f"unlocked {username.strip()}" if was_locked else f"{username.strip()} was not locked")
+
+
 # --- keys ---------------------------------------------------------------------------------
 @click.group(help="Signing keys.")
 def keys() -> None:
     pass
 
 
-@keys.command("list", help="List the signing keys and their states.")
+@keys.command("list", help="List the signing keys, their states and when they change.")
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json: bool) -> None:
-    records = runtime().keys().records()
+    settings = runtime().settings
+    records = read_manifest(settings.keys_dir)  # the manifest as it is now, not as last checked
     if as_json:
         click.echo(json.dumps([r.as_manifest() for r in records]))
         return
+    timings = KeyTimings.from_settings(settings)
     for record in records:
-        click.echo(f"{record.kid:30} {record.alg:6} {record.state:8} {record.created_at}")
+        click.echo(
+            f"{record.kid:30} {record.alg:6} {record.state:8} {record.created_at.isoformat()}  "
+            + _key_schedule(record, timings)
+        )
+
+
+def _key_schedule(record: KeyRecord, timings: KeyTimings) -> str:
+    if record.state == "next":
+        return f"can sign from {timings.ready_at(record).isoformat()}"
+    if record.state == "active":
+        return f"signing since {(record.activated_at or record.created_at).isoformat()}"
+    leaves_at = timings.leaves_at(record)
+    until = leaves_at.isoformat() if leaves_at else "unknown (the next prune starts the grace time)"
+    return f"{'published' if record.state == 'retired' else 'listed'} until {until}"
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except InvalidDuration as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@keys.command("rotate", help="Promote the next key, retire the active one, publish a new next key.")
+@click.option("--alg", type=click.Choice(["RS256", "ES256"], case_sensitive=False), help="Default: all.")
+@click.option("--if-older-than", callback=_duration, help="Only when the active key is older (90d, 12h).")
+@click.option("--force", is_flag=True, help="Emergency: promote a next key younger than the lead time.")
+def keys_rotate(alg: str | None, if_older_than: timedelta | None, force: bool) -> None:
+    algorithms = [alg.upper()] if alg else None
+    _change_keys(lambda keys: keys.rotate(algorithms, force=force, if_older_than=if_older_than))
+
+
+@keys.command("retire", help="Withdraw a next key gracefully (it stays published for the grace time).")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    _change_keys(lambda keys: keys.retire(kid))
+
+
+@keys.command("revoke", help="Compromise: unpublish a key now and refuse its tokens.")
+@click.argument("kid")
+def keys_revoke(kid: str) -> None:
+    _change_keys(lambda keys: keys.revoke(kid))
+
+
+@keys.command("prune", help="Remove retired and revoked keys whose grace time is over.")
+def keys_prune() -> None:
+    _change_keys(lambda keys: keys.prune())
+
+
+def _change_keys(change: Callable[[KeyRotation], KeyChanges]) -> None:
+    """Make one key-set change, audit each of its events, and print what happened."""
+    rt = runtime()
+    rotation = KeyRotation(
+        rt.settings.keys_dir,
+        clock=rt.clock,
+        timings=KeyTimings.from_settings(rt.settings),
+        passphrase=rt.settings.keys_passphrase,
+    )
+    try:
+        changes = change(rotation)
+    except (KeyChangeRefused, KeySetError) as error:
+        _fail(str(error))
+        return
+    for event in changes.events:
+        audit(db.session, event.name, at=rt.clock.now(), kid=event.kid, alg=event.alg, **event.details)
+    db.session.commit()
+    rt.keys().reload()
+    for event in changes.events:
+        click.echo(_key_event_line(event))
+    for skipped in changes.skipped:
+        click.echo(f"{skipped.alg}: {skipped.reason}")
+    for record, leaves_at in changes.kept:
+        until = leaves_at.isoformat() if leaves_at else "unknown"
+        click.echo(f"{record.alg}: {record.kid} ({record.state}) stays listed until {until}")
+    if not (changes.events or changes.skipped or changes.kept):
+        click.echo("nothing to change")
+
+
+def _key_event_line(event: KeyEvent) -> str:
+    details = event.details
+    head = f"{event.alg}: {event.kid}"
+    if event.name == "key.rotated":
+        retired = f"; {details['retired']} retired" if "retired" in details else ""
+        return f"{head} signs now{retired}; {details['next']} published as the next key"
+    if event.name == "key.published":
+        return f"{head} published as the next key; it can sign from {details['can_sign_from']}"
+    if event.name == "key.revoked":
+        return f"{head} revoked (was {details['previous_state']}): unpublished, its tokens refused"
+    if event.name == "key.pruned":
+        return f"{head} pruned ({details['state']}); its file is deleted"
+    return f"{head} {event.name.removeprefix('key.')}"

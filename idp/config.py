@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from filelock import FileLock
+from limits import parse_many
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 DEFAULT_SECRET = ""  # an unset secret means "generate one" in development
@@ -25,6 +26,7 @@ class Settings:
     issuer: str = "http://127.0.0.1:5000"
     database_url: str = "sqlite:///idp.db"
     redis_url: str = "memory://"
+    redis_key_prefix: str = "idp:"
     secret_key: str = DEFAULT_SECRET
     keys_dir: Path = Path("keys")
     keys_passphrase: str | None = None
@@ -52,6 +54,7 @@ class Settings:
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
     argon2_parallelism: int = 1
+    argon2_max_concurrent: int = 4
     require_email_verification: bool = False
     mail_poll_seconds: int = 2
     keys_check_seconds: int = 2
@@ -79,6 +82,7 @@ class Settings:
             issuer=reader.url("IDP_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
             database_url=reader.text("IDP_DATABASE_URL", "sqlite:///idp.db"),
             redis_url=reader.text("IDP_REDIS_URL", redis_default),
+            redis_key_prefix=reader.text("IDP_REDIS_KEY_PREFIX", "idp:"),
             secret_key=reader.text("IDP_SECRET_KEY", DEFAULT_SECRET),
             keys_dir=Path(reader.text("IDP_KEYS_DIR", "keys")).absolute(),
             keys_passphrase=reader.text("IDP_KEYS_PASSPHRASE", "") or None,
@@ -106,6 +110,7 @@ class Settings:
             argon2_time_cost=reader.positive("IDP_ARGON2_TIME_COST", 2),
             argon2_memory_kib=reader.at_least("IDP_ARGON2_MEMORY_KIB", 19_456, minimum=8),
             argon2_parallelism=reader.positive("IDP_ARGON2_PARALLELISM", 1),
+            argon2_max_concurrent=reader.positive("IDP_ARGON2_MAX_CONCURRENT", 4),
             require_email_verification=reader.boolean("IDP_REQUIRE_EMAIL_VERIFICATION", False),
             mail_poll_seconds=reader.positive("IDP_MAIL_POLL_SECONDS", 2),
             keys_check_seconds=reader.positive("IDP_KEYS_CHECK_SECONDS", 2),
@@ -123,6 +128,16 @@ class Settings:
             raise ConfigError(
                 f"IDP_REDIS_URL must be memory://, redis://, rediss:// or unix://, not {scheme!r}."
             )
+        for name, rate in (
+            ("IDP_RATE_LIMIT_SIGNIN", self.rate_limit_signin),
+            ("IDP_RATE_LIMIT_REGISTER", self.rate_limit_register),
+            ("IDP_RATE_LIMIT_RECOVERY", self.rate_limit_recovery),
+            ("IDP_RATE_LIMIT_TOKEN", self.rate_limit_token),
+        ):
+            try:
+                parse_many(rate)
+            except ValueError:
+                raise ConfigError(f"{name} must be a rate such as 100/minute (got {rate!r}).") from None
         if self.session_idle_seconds > self.session_max_seconds:
             raise ConfigError("IDP_SESSION_IDLE_SECONDS may not exceed IDP_SESSION_MAX_SECONDS.")
         if not self.is_production:

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from idp.accounts.hashing import HashingBusy
 from idp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ API_PREFIXES = (
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HashingBusy, _hashing_busy)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
 
@@ -59,6 +61,14 @@ def _http_error(error: HTTPException) -> Response:
         original = error.get_response().headers.get(header)
         if original:
             response.headers[header] = original
+    return response
+
+
+def _hashing_busy(error: HashingBusy) -> Response:
+    # Every argon2 slot of this process is taken (IDP_ARGON2_MAX_CONCURRENT): a quick 503, no queue.
+    db.session.rollback()
+    response = _render(503, "temporarily_unavailable", _("The service is busy. Try again in a moment."))
+    response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -1,8 +1,17 @@
 """Every model, imported in one place so that the metadata is complete."""
 
-from idp.accounts.models import Account, OPSession
+from idp.accounts.models import Account, OPSession, SessionClient
+from idp.accounts.policy_models import DistrictOption, PasswordHistory, PasswordPolicyRecord
 from idp.audit import AuditEvent
-from idp.oauth.models import AuthorizationCode, AuthorizationRequest, Client, Consent
+from idp.mail.models import OutboundEmail
+from idp.oauth.models import (
+    AuthorizationCode,
+    AuthorizationRequest,
+    Client,
+    Consent,
+    RefreshToken,
+    RefreshTokenFamily,
+)
 from idp.students.models import GuardianLink, School, Student
 
 __all__ = [
@@ -12,8 +21,15 @@ __all__ = [
     "AuthorizationRequest",
     "Client",
     "Consent",
+    "DistrictOption",
     "GuardianLink",
     "OPSession",
+    "OutboundEmail",
+    "PasswordHistory",
+    "PasswordPolicyRecord",
+    "RefreshToken",
+    "RefreshTokenFamily",
     "School",
+    "SessionClient",
     "Student",
 ]

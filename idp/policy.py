@@ -15,10 +15,40 @@ class HashingPolicy:
     time_cost: int = 2
     memory_kib: int = 19_456
     parallelism: int = 1
+    # At most this many argon2 computations at once per process (each holds memory_kib); a
+    # request that finds them all taken waits at most ``slot_wait``, then gets a 503.
+    max_concurrent: int = 4
+    slot_wait: timedelta = timedelta(milliseconds=250)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HashingPolicy:
-        return cls(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+        return cls(
+            settings.argon2_time_cost,
+            settings.argon2_memory_kib,
+            settings.argon2_parallelism,
+            max_concurrent=settings.argon2_max_concurrent,
+        )
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """Failed sign-ins counted over ``window`` (reset by a success) lock for ``duration``."""
+
+    threshold: int = 10
+    duration: timedelta = timedelta(minutes=5)
+    window: timedelta = timedelta(minutes=15)
+    # Browsers that signed in before carry a device cookie this long (OWASP's device cookies);
+    # one cookie remembers this many accounts (a family computer).
+    device_cookie_life: timedelta = timedelta(days=180)
+    devices_per_browser: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LockoutPolicy:
+        return cls(
+            threshold=settings.lockout_threshold,
+            duration=timedelta(seconds=settings.lockout_seconds),
+            window=timedelta(seconds=settings.lockout_window_seconds),
+        )
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,15 @@ class TokenPolicy:
     id_token_life: timedelta = timedelta(minutes=10)
     # A pending /authorize request waits this long for the user to sign in.
     authorization_request_life: timedelta = timedelta(minutes=30)
+    # A refresh-token family's absolute life, and how long its current token may go unused.
+    refresh_token_life: timedelta = timedelta(days=30)
+    refresh_idle: timedelta = timedelta(days=14)
+    # Back-channel logout tokens are delivered at once, so a short life is plenty (OIDC BCL 2.4).
+    logout_token_life: timedelta = timedelta(minutes=2)
+    # Each back-channel POST may take this long, and all of one logout together at most the second
+    # figure: the sign-out page never waits longer for slow portals.
+    backchannel_timeout: timedelta = timedelta(seconds=2)
+    backchannel_total: timedelta = timedelta(seconds=3)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenPolicy:
@@ -48,4 +87,6 @@ class TokenPolicy:
             code_life=timedelta(seconds=settings.code_seconds),
             access_token_life=timedelta(seconds=settings.access_token_seconds),
             id_token_life=timedelta(seconds=settings.id_token_seconds),
+            refresh_token_life=timedelta(seconds=settings.refresh_token_seconds),
+            refresh_idle=timedelta(seconds=settings.refresh_idle_seconds),
         )

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from idp.accounts.devices import DeviceCookies
+from idp.accounts.lockout import Lockout
 from idp.accounts.passwords import PasswordHasher
 from idp.accounts.service import AccountService
 from idp.accounts.sessions import SessionService
@@ -18,6 +20,8 @@ from idp.config import Settings
 from idp.extensions import db
 from idp.keyring import KeyRing
 from idp.oauth.claims import ClaimsBuilder
+from idp.oauth.families import TokenFamilyService
+from idp.oauth.logout import BackchannelLogout
 from idp.policy import SessionPolicy, TokenPolicy
 from idp.students.guardianship import GuardianshipService
 
@@ -32,6 +36,10 @@ class Runtime:
     session_policy: SessionPolicy
     token_policy: TokenPolicy
     keyring: KeyRing | None = None
+    # Set by init_redis: the failed sign-in counters (Redis, or memory as the fallback).
+    lockout: Lockout | None = None
+    # Set by configure: the signed cookie of browsers that signed in before.
+    devices: DeviceCookies | None = None
 
     def keys(self) -> KeyRing:
         if self.keyring is None:
@@ -39,7 +47,7 @@ class Runtime:
         return self.keyring
 
     def accounts(self) -> AccountService:
-        return AccountService(db.session, hasher=self.hasher, clock=self.clock)
+        return AccountService(db.session, hasher=self.hasher, clock=self.clock, lockout=self.lockout)
 
     def sessions(self) -> SessionService:
         return SessionService(db.session, clock=self.clock, policy=self.session_policy)
@@ -49,6 +57,18 @@ class Runtime:
 
     def claims(self) -> ClaimsBuilder:
         return ClaimsBuilder(db.session, guardianship=self.guardianship())
+
+    def families(self) -> TokenFamilyService:
+        return TokenFamilyService(db.session, clock=self.clock, policy=self.token_policy)
+
+    def backchannel(self) -> BackchannelLogout:
+        return BackchannelLogout(
+            db.session,
+            keys=self.keys(),
+            clock=self.clock,
+            issuer=self.settings.issuer,
+            policy=self.token_policy,
+        )
 
 
 def install_runtime(app: Flask, runtime_: Runtime) -> None:

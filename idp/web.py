@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import flask_babel
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from idp.accounts.models import OPSession
+from idp.accounts.service import SignInContext
 from idp.extensions import babel, csrf
 from idp.runtime import EXTENSION_KEY, runtime
 
 OP_SESSION_KEY = "idp.op_session"
+UI_LOCALES_KEY = "idp.ui_locales"
 
 
 def init_web(app: Flask) -> None:
@@ -59,7 +62,21 @@ def select_locale() -> str:
     chosen = request.args.get("lang") or request.cookies.get("idp_lang")
     if chosen in languages:
         return chosen
+    preferred: str = request.environ.get(UI_LOCALES_KEY, "")
+    for tag in preferred.split():
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in languages:
+                return candidate
     return request.accept_languages.best_match(languages) or languages[0]
+
+
+def prefer_locales(ui_locales: str | None) -> None:
+    """Show this request's pages in the first of ``ui_locales`` we offer (OIDC Core 3.1.2.1).
+
+    An explicit choice (``?lang=``, the language cookie) still wins; Accept-Language comes after.
+    """
+    request.environ[UI_LOCALES_KEY] = ui_locales or ""
+    flask_babel.refresh()  # a locale looked up earlier in this request is cached
 
 
 def session_cookie_name() -> str:
@@ -95,6 +112,33 @@ def clear_session_cookie(response: Response) -> None:
 
 def client_ip() -> str | None:
     return request.remote_addr
+
+
+def device_cookie_name() -> str:
+    return "__Host-idp_device" if runtime().settings.uses_https else "idp_device"
+
+
+def signin_context() -> SignInContext:
+    """Return who is signing in: address, browser, and the devices its device cookie vouches for."""
+    devices = runtime().devices
+    trusted = devices.read(request.cookies.get(device_cookie_name())) if devices is not None else ()
+    return SignInContext(ip_address=client_ip(), user_agent=user_agent(), devices=trusted)
+
+
+def set_device_cookie(response: Response, account_id: str) -> None:
+    """Trust this browser for ``account_id`` from now on (a fresh device id, kept with its others)."""
+    devices = runtime().devices
+    if devices is None:
+        return
+    response.set_cookie(
+        device_cookie_name(),
+        devices.issue(request.cookies.get(device_cookie_name()), account_id),
+        max_age=int(devices.max_age.total_seconds()),
+        httponly=True,
+        secure=runtime().settings.uses_https,
+        samesite="Lax",
+        path="/",
+    )
 
 
 def user_agent() -> str | None:

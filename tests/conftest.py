@@ -66,6 +66,8 @@ def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> S
         issuer="http://localhost",
         database_url=database_url,
         redis_url=REDIS_TEST_URL,
+        # Counters of their own for every app: concurrent runs and earlier tests never meet.
+        redis_key_prefix=f"idp-test:{secrets.token_hex(8)}:",
         secret_key="test-secret-key-that-is-long-enough-0123456789",
         keys_dir=keys_dir,
         argon2_time_cost=1,

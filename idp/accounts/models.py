@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Integer, String
+from sqlalchemy import Enum, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from idp.db import Base, bool_false, id_pk, sha256_hex, utc_now, utc_time, utc_time_or_none
+from idp.db import Base, bool_false, id_pk, new_id, sha256_hex, utc_now, utc_time, utc_time_or_none
 
 
 class AccountType(enum.StrEnum):
@@ -38,7 +38,11 @@ class Account(Base):
     username: Mapped[str] = mapped_column(String(64))
     # NFKC + case-folded form; uniqueness is decided here, not on the display form.
     username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # UTS #39 confusable skeleton (idp.accounts.skeleton): no two accounts' usernames look alike.
+    username_skeleton: Mapped[str] = mapped_column(String(255), unique=True)
     email: Mapped[str] = mapped_column(String(254), index=True)
+    # Set when the holder follows the emailed link; cleared when the address changes.
+    email_verified_at: Mapped[utc_time_or_none]
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -92,5 +96,20 @@ class OPSession(Base):
     last_seen_at: Mapped[utc_time]
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # The ``sid`` claim of ID and logout tokens (OIDC Back-Channel Logout 1.0). Public, unlike the
+    # cookie; kept when the same account signs in again in this browser, so portals keep matching it.
+    sid: Mapped[str] = mapped_column(String(32), default=new_id)
 
     account: Mapped[Account] = relationship(back_populates="sessions")
+
+
+class SessionClient(Base):
+    """A portal that was given a code through this OP session: it hears of the session's end."""
+
+    __tablename__ = "session_client"
+    __table_args__ = (UniqueConstraint("op_session_id", "client_id"),)
+
+    id: Mapped[id_pk]
+    op_session_id: Mapped[str] = mapped_column(ForeignKey("op_session.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_client.client_id", ondelete="CASCADE"))
+    created_at: Mapped[utc_now]

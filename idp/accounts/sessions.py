@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.accounts.models import Account, OPSession
+from idp.accounts.models import Account, OPSession, SessionClient
 from idp.clock import Clock
-from idp.db import DbSession
+from idp.db import DbSession, new_id
 from idp.policy import SessionPolicy
 from idp.tokens import new_secret, secret_hash
 
@@ -21,6 +23,15 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 class StartedSession:
     cookie_value: str
     row: OPSession
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """A session that is gone, and the portals that signed in through it (to be told so)."""
+
+    sid: str
+    account_id: str
+    client_ids: tuple[str, ...]
 
 
 class SessionService:
@@ -36,10 +47,16 @@ class SessionService:
         ip_address: str | None,
         user_agent: str | None,
         auth_time: datetime | None = None,
+        continues: EndedSession | None = None,
     ) -> StartedSession:
-        """Open a new session; callers end the browser's previous one (id rotation at sign-in)."""
+        """Open a new session; callers end the browser's previous one (id rotation at sign-in).
+
+        When the ended session ``continues`` was this account's, the new one keeps its ``sid`` and
+        its portals: signing in again (prompt=login, max_age) is the same session, fresher.
+        """
         now = self.clock.now()
         cookie_value = new_secret("ses")
+        same_account = continues is not None and continues.account_id == account.id
         row = OPSession(
             token_hash=secret_hash(cookie_value),
             account=account,
@@ -49,7 +66,13 @@ class SessionService:
             ip_address=ip_address,
             user_agent=(user_agent or "")[:512] or None,
         )
+        if same_account and continues is not None:
+            row.sid = continues.sid
         self.session.add(row)
+        if same_account and continues is not None:
+            self.session.flush()
+            for client_id in continues.client_ids:
+                self.session.add(SessionClient(op_session_id=row.id, client_id=client_id, created_at=now))
         return StartedSession(cookie_value, row)
 
     def find(self, cookie_value: str | None) -> OPSession | None:
@@ -69,6 +92,34 @@ class SessionService:
             row.last_seen_at = now
         return row
 
-    def end(self, cookie_value: str | None) -> None:
-        if cookie_value:
-            self.session.execute(delete(OPSession).where(OPSession.token_hash == secret_hash(cookie_value)))
+    def end(self, cookie_value: str | None) -> EndedSession | None:
+        """End the session behind ``cookie_value``; return it and its portals, if there was one."""
+        if not cookie_value or len(cookie_value) > 100:
+            return None
+        row = self.session.execute(
+            select(OPSession.id, OPSession.sid, OPSession.account_id).where(
+                OPSession.token_hash == secret_hash(cookie_value)
+            )
+        ).first()
+        if row is None:
+            return None
+        client_ids = self.session.execute(
+            select(SessionClient.client_id)
+            .where(SessionClient.op_session_id == row.id)
+            .order_by(SessionClient.created_at)
+        ).scalars()
+        ended = EndedSession(row.sid, row.account_id, tuple(client_ids))
+        self.session.execute(delete(OPSession).where(OPSession.id == row.id))
+        return ended
+
+    def remember_client(self, op_session_id: str, client_id: str) -> None:
+        """Record that ``client_id`` signed in through this session (once per pair, race-free)."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        self.session.execute(
+            insert(SessionClient)
+            .values(
+                id=new_id(), op_session_id=op_session_id, client_id=client_id, created_at=self.clock.now()
+            )
+            .on_conflict_do_nothing()
+        )

@@ -7,85 +7,160 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from idp.accounts.forms import SignInForm, SignOutForm
-from idp.accounts.service import AccountDisabled, AccountExpired, InvalidCredentials, SignInContext
-from idp.extensions import db
+from idp.accounts.lockout import LockedOut
+from idp.accounts.service import AccountDisabled, AccountExpired, InvalidCredentials
+from idp.accounts.wiring import signin_needs_verification
+from idp.audit import audit
+from idp.extensions import csrf, db
+from idp.limits import limit_signin
+from idp.oauth.logout import InvalidLogoutRequest, read_logout_request
 from idp.oauth.pending import find_pending_request
+from idp.oauth.server import query_client
 from idp.runtime import runtime
 from idp.web import (
     clear_session_cookie,
-    client_ip,
     current_op_session,
+    prefer_locales,
     session_cookie_name,
+    set_device_cookie,
     set_session_cookie,
-    user_agent,
+    signin_context,
 )
 
 bp = Blueprint("accounts", __name__)
 
 
 @bp.route("/signin", methods=["GET", "POST"])
+@limit_signin
 def signin() -> Response | str:
     form = SignInForm()
     if request.method == "GET":
         form.request_id.data = request.args.get("request", "")
     pending = find_pending_request(form.request_id.data)
+    if pending is not None:
+        prefer_locales(pending.ui_locales)
+        if request.method == "GET":
+            form.username.data = pending.login_hint
     if not form.validate_on_submit():
         if request.method == "POST":
             return render_signin(form, pending, error=_("Invalid username or password."))
         return render_signin(form, pending)
     rt = runtime()
-    context = SignInContext(ip_address=client_ip(), user_agent=user_agent())
+    context = signin_context()
     try:
         account = rt.accounts().authenticate(form.username.data, form.password.data, context)
     except InvalidCredentials:
         db.session.commit()  # keep the audit event
         return render_signin(form, pending, error=_("Invalid username or password."))
+    except LockedOut as locked:
+        db.session.commit()
+        return render_signin(form, pending, error=locked_message(locked))
     except AccountExpired:
         db.session.commit()
         return render_signin(form, pending, error=_("This account has expired."))
     except AccountDisabled:
         db.session.commit()
         return render_signin(form, pending, error=_("This account is disabled."))
+    if signin_needs_verification(account):
+        # The district wants verified addresses: nothing of this sign-in is kept but its refusal.
+        db.session.rollback()
+        audit(db.session, "signin.refused", account_id=account.id, reason="email_unverified")
+        db.session.commit()
+        message = _("Verify your email address before you sign in: open the link we emailed you.")
+        return render_signin(form, pending, error=message, unverified=True)
     sessions = rt.sessions()
     # Session fixation: whatever session the browser had, it gets a new id now.
-    sessions.end(request.cookies.get(session_cookie_name()))
-    started = sessions.start(account, ip_address=context.ip_address, user_agent=context.user_agent)
+    ended = sessions.end(request.cookies.get(session_cookie_name()))
+    started = sessions.start(
+        account, ip_address=context.ip_address, user_agent=context.user_agent, continues=ended
+    )
     db.session.commit()
+    if ended is not None and ended.account_id != account.id:
+        # Someone else's session ended here: its portals hear of it (Back-Channel Logout 1.0).
+        rt.backchannel().notify(ended)
+        db.session.commit()
     target = (
         url_for("oauth.continue_authorization", request_id=pending.id)
         if pending is not None
-        else url_for("accounts.account")
+        else url_for("preferences.account")
     )
     response = redirect(target, code=303)
     set_session_cookie(response, started.cookie_value)
+    set_device_cookie(response, account.id)
     return response
 
 
-def render_signin(form: SignInForm, pending: object, error: str | None = None) -> Response:
+def locked_message(locked: LockedOut) -> str:
+    """The lock message of the sign-in page (and of any page whose password check is locked)."""
+    message: str = _(
+        "This account is locked because of too many failed sign-in attempts. "
+        "Try again in %(minutes)d minutes.",
+        minutes=locked.minutes,
+    )
+    return message
+
+
+def render_signin(
+    form: SignInForm, pending: object, error: str | None = None, *, unverified: bool = False
+) -> Response:
     form.password.data = ""
     client_name = getattr(pending, "client_name", None)
-    body = render_template("signin.html", form=form, error=error, client_name=client_name)
+    body = render_template(
+        "signin.html", form=form, error=error, client_name=client_name, unverified=unverified
+    )
     return make_response(body, 200)
 
 
-@bp.get("/account")
-def account() -> Response | str:
-    op_session = current_op_session()
-    if op_session is None:
-        return redirect(url_for("accounts.signin"), code=303)
-    current = op_session.account
-    students = runtime().guardianship().linked_students(current)
-    db.session.commit()
-    return render_template("account.html", account=current, students=students, form=SignOutForm())
+# RP-Initiated Logout 1.0 2: portals may POST a logout request; our own form is checked below.
+csrf.exempt("idp.accounts.views.logout")
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Response | str:
-    form = SignOutForm()
-    if request.method == "POST" and form.validate_on_submit():
-        runtime().sessions().end(request.cookies.get(session_cookie_name()))
+    """End the OP session (RP-Initiated Logout 1.0); its portals hear of it (Back-Channel Logout 1.0)."""
+    values = request.form if request.method == "POST" else request.args
+    # Our sign-out forms carry a CSRF token; a portal's logout request does not.
+    confirmed = request.method == "POST" and "csrf_token" in request.form
+    if confirmed:
+        csrf.protect()
+    rt = runtime()
+    try:
+        ask = read_logout_request(
+            values,
+            keys=rt.keys(),
+            issuer=rt.settings.issuer,
+            find_client=query_client,
+            multi=lambda name: len(values.getlist(name)),
+        )
+    except InvalidLogoutRequest as invalid:
+        return logout_error(invalid)
+    prefer_locales(ask.ui_locales)
+    op_session = current_op_session()
+    if op_session is not None and not confirmed and not ask.names_session(op_session):
+        # Without a hint for this very session, ask first: a link must not sign anyone out.
+        return render_template("logout.html", form=SignOutForm(), ask=ask)
+    ended = rt.sessions().end(request.cookies.get(session_cookie_name()))
+    if ended is not None:
+        audit(db.session, "op_session.ended", account_id=ended.account_id, sid=ended.sid)
+    db.session.commit()
+    if ended is not None:
+        rt.backchannel().notify(ended)
         db.session.commit()
-        response = make_response(render_template("signed_out.html"))
-        clear_session_cookie(response)
-        return response
-    return render_template("logout.html", form=form)
+    response = (
+        redirect(ask.redirect_to, code=303)
+        if ask.redirect_to
+        else make_response(render_template("signed_out.html"))
+    )
+    clear_session_cookie(response)
+    return response
+
+
+def logout_error(invalid: InvalidLogoutRequest) -> Response:
+    messages = {
+        "id_token_hint": _("This sign-out link is not valid: it names a sign-in this site did not make."),
+        "client": _("This sign-out link names a portal this site does not know."),
+        "redirect_uri": _("This sign-out link would send you to an address the portal did not register."),
+    }
+    message = messages.get(invalid.reason, _("This sign-out link is not valid."))
+    body = render_template("error.html", message=message, error="invalid_request")
+    return make_response(body, 400)

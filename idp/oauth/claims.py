@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from idp.accounts.models import Account, AccountStatus
+from idp.accounts.models import Account
 from idp.db import DbSession
 from idp.oauth.scopes import scope_list
 from idp.students.guardianship import GuardianshipService
@@ -55,7 +55,7 @@ RESERVED_CLAIMS = frozenset(
 
 def claims_supported() -> list[str]:
     names = {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
-    return sorted(names | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr"})
+    return sorted(names | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "sid"})
 
 
 class ClaimsBuilder:
@@ -80,7 +80,7 @@ class ClaimsBuilder:
             "preferred_username": account.username,
             "account_type": account.type.value,
             "email": account.email,
-            "email_verified": account.status is AccountStatus.CONFIRMED,
+            "email_verified": account.email_verified_at is not None,
         }
         if account.locale:
             values["locale"] = account.locale

@@ -51,7 +51,8 @@ class ClientService:
 
     def create(self, spec: ClientSpec) -> RegisteredClient:
         self._validate(spec)
-        client_id = spec.client_id or secrets.token_urlsafe(18)
+        # Hex, so that an id never starts with "-" and reads as an option on a command line.
+        client_id = spec.client_id or secrets.token_hex(12)
         if self.find(client_id) is not None:
             raise InvalidClientSettings(f"a client with id {client_id!r} already exists")
         secret = None if spec.public else new_secret("cs")

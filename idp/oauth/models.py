@@ -1,11 +1,11 @@
-"""Client, pending authorization request, authorization code and consent rows."""
+"""Client, pending authorization request, authorization code, consent and token-family rows."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.db import (
     Base,
@@ -19,6 +19,9 @@ from idp.db import (
 )
 from idp.oauth.scopes import scope_list
 from idp.tokens import secret_matches
+
+if TYPE_CHECKING:
+    from idp.accounts.models import Account
 
 
 class Client(Base):
@@ -73,7 +76,14 @@ class Client(Base):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
+        # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
+        if grant_type == "refresh_token":
+            return self.allows_offline_access
         return grant_type == "authorization_code"
+
+    @property
+    def allows_offline_access(self) -> bool:
+        return "offline_access" in scope_list(self.scope)
 
 
 class AuthorizationRequest(Base):
@@ -107,6 +117,11 @@ class AuthorizationCode(Base):
     expires_at: Mapped[utc_time]
     # Set once, atomically, by the redemption that wins; the row stays until expiry.
     used_at: Mapped[utc_time_or_none]
+    # The OP session's public id (OPSession.sid), copied into the ID token's sid claim.
+    sid: Mapped[str | None] = mapped_column(String(32))
+
+    # Loaded with the code at redemption (one query fewer on the token endpoint's hot path).
+    account: Mapped[Account] = relationship(lazy="raise")
 
     # --- Authlib AuthorizationCodeMixin ---------------------------------------------------
     def get_redirect_uri(self) -> str:
@@ -137,3 +152,43 @@ class Consent(Base):
     client_id: Mapped[str] = mapped_column(ForeignKey("oauth_client.client_id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(String(500))
     granted_at: Mapped[utc_now]
+
+
+class RefreshTokenFamily(Base):
+    """Every token issued from one authorization code: its access tokens and, with offline access,
+    its chain of rotated refresh tokens. Revoking the family ends all of them (RFC 9700 4.14.2)."""
+
+    __tablename__ = "refresh_token_family"
+
+    id: Mapped[id_pk]
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_client.client_id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    # No foreign key: the code row goes at its expiry, the family outlives it.
+    authorization_code_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    sid: Mapped[str | None] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(500))
+    auth_time: Mapped[utc_time]
+    created_at: Mapped[utc_now]
+    # Absolute end (IDP_REFRESH_TOKEN_SECONDS; the access token's own life without offline access).
+    expires_at: Mapped[utc_time]
+    revoked_at: Mapped[utc_time_or_none]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class RefreshToken(Base):
+    """One refresh token of a family; rotated (used once) or current. Only its SHA-256 is kept."""
+
+    __tablename__ = "refresh_token"
+
+    id: Mapped[id_pk]
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("refresh_token_family.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[sha256_hex] = mapped_column(unique=True)
+    created_at: Mapped[utc_now]
+    # Idle end: IDP_REFRESH_IDLE_SECONDS after issue, never past the family's absolute end.
+    expires_at: Mapped[utc_time]
+    # Set once, atomically, when the token is exchanged for the next one; presenting it again is reuse.
+    rotated_at: Mapped[utc_time_or_none]

@@ -13,6 +13,8 @@ from idp.oauth.models import AuthorizationRequest, Client
 from idp.runtime import runtime
 
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+# The sign-in form's username field takes this many characters.
+MAX_LOGIN_HINT_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,17 @@ class PendingRequest:
     params: dict[str, Any]
     client_name: str
     created_at: Any
+
+    @property
+    def login_hint(self) -> str | None:
+        """The username the portal suggests (OIDC Core 3.1.2.1), to prefill the sign-in form."""
+        hint = self.params.get("login_hint")
+        return hint if isinstance(hint, str) and 0 < len(hint) <= MAX_LOGIN_HINT_LENGTH else None
+
+    @property
+    def ui_locales(self) -> str | None:
+        value = self.params.get("ui_locales")
+        return value if isinstance(value, str) else None
 
 
 def save_pending_request(params: dict[str, Any], client: Client) -> str:

@@ -9,7 +9,7 @@ from idp.accounts.passwords import PasswordHasher
 from idp.audit import audit
 from idp.db import DbSession
 from idp.students.models import GuardianLink, School, Student
-from idp.students.relationships import SELF, canonical_relationship
+from idp.students.relationships import DEFAULT_RELATIONSHIPS, SELF, canonical_relationship
 
 
 class StudentExists(ValueError):
@@ -75,9 +75,16 @@ class GuardianshipService:
             raise UnknownStudent(sis_id)
         return student
 
-    def link(self, account: Account, student: Student, relationship: str) -> GuardianLink:
+    def link(
+        self,
+        account: Account,
+        student: Student,
+        relationship: str,
+        *,
+        allowed: tuple[str, ...] = DEFAULT_RELATIONSHIPS,
+    ) -> GuardianLink:
         """Link ``student`` to ``account``; the first linked student becomes the primary one."""
-        label = SELF if account.type is AccountType.STUDENT else canonical_relationship(relationship)
+        label = SELF if account.type is AccountType.STUDENT else canonical_relationship(relationship, allowed)
         link = self.session.execute(
             select(GuardianLink).where(
                 GuardianLink.account_id == account.id, GuardianLink.student_id == student.id
@@ -97,6 +104,24 @@ class GuardianshipService:
             relationship=label,
         )
         return link
+
+    def set_primary(self, account: Account, student_id: str) -> Student:
+        """Make one of the account's linked students (by row id) its primary one."""
+        student = self.session.execute(
+            select(Student)
+            .join(GuardianLink, GuardianLink.student_id == Student.id)
+            .where(
+                GuardianLink.account_id == account.id,
+                GuardianLink.status == "active",
+                Student.id == student_id,
+            )
+        ).scalar_one_or_none()
+        if student is None:
+            raise UnknownStudent(student_id)
+        account.primary_student_id = student.id
+        self.session.flush()
+        audit(self.session, "primary_student.changed", account_id=account.id, student_id=student.sis_id)
+        return student
 
     def linked_students(self, account: Account) -> list[tuple[Student, str]]:
         """Return the account's students with their relationship, ordered as portals show tabs."""

@@ -80,6 +80,8 @@ def provider_env(database_url: str, keys_dir: Path, *, issuer: str, **extra: str
         IDP_KEYS_DIR=str(keys_dir),
         IDP_SECRET_KEY=SECRET_KEY,
         IDP_REDIS_URL=E2E_REDIS_URL,
+        # Lockout and rate-limit counters of this pytest process only (a test may pass its own).
+        IDP_REDIS_KEY_PREFIX=f"idp-e2e:{os.getpid()}:",
         IDP_ARGON2_TIME_COST="1",
         IDP_ARGON2_MEMORY_KIB="256",
     )

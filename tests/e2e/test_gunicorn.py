@@ -192,9 +192,11 @@ def test_workers_starting_together_make_one_key_set(
     entries = manifest["keys"]
     assert sorted((entry["alg"], entry["state"]) for entry in entries) == [
         ("ES256", "active"),
+        ("ES256", "next"),
         ("RS256", "active"),
+        ("RS256", "next"),
     ]
-    # One set was made: exactly its two key files, no second manifest or leftover temporary file.
+    # One set was made: exactly its four key files, no second manifest or leftover temporary file.
     files = {path.name for path in keys_dir.iterdir() if not path.name.endswith(".lock")}
     assert files == {"manifest.json"} | {entry["file"] for entry in entries}
 

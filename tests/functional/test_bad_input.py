@@ -249,13 +249,15 @@ def test_longest_accepted_nonce_and_state_go_through_the_whole_flow(client, make
 @pytest.mark.parametrize(
     "max_age", ["\u00b2", "-1", "1.5", "abc"], ids=["superscript-two", "negative", "fraction", "word"]
 )
-def test_max_age_that_is_not_a_number_is_ignored(client, portal, signed_in, max_age):
+def test_max_age_that_is_not_a_number_redirects_invalid_request(client, portal, signed_in, max_age):
+    # Ignoring it would skip the re-authentication the portal asked for: refuse instead.
     auth = AuthRequest(portal.client_id, extra={"max_age": max_age})
     response = get_authorize(client, pairs_of(auth))
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
     query = redirect_params(response.headers["Location"])
     assert query["state"] == auth.state
-    assert query["code"]
+    assert query["error"] == "invalid_request"
+    assert "code" not in query
 
 
 # --- /authorize: errors returned to the verified redirect URI ---------------------------------

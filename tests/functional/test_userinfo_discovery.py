@@ -238,7 +238,9 @@ def test_every_endpoint_in_discovery_is_routable(app: Flask, client: FlaskClient
     for name, url in endpoint_urls(discovery).items():
         assert url.startswith(ISSUER + "/"), (name, url)
         path = urlsplit(url).path
-        method = "POST" if name == "token_endpoint" else "GET"
+        method = (
+            "POST" if name in ("token_endpoint", "revocation_endpoint", "introspection_endpoint") else "GET"
+        )
         adapter.match(path, method=method)  # raises NotFound / MethodNotAllowed otherwise
         response = client.open(path, method=method)
         assert response.status_code not in (404, 405, 500), (name, url, response.status_code)

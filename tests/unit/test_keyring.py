@@ -7,6 +7,7 @@ import multiprocessing
 import re
 import stat
 import types
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from joserfc.jwk import RSAKey
 from idp import keyring
 from idp.clock import FrozenClock, SystemClock
 from idp.keyring import MANIFEST, KeyRing, KeySetError, ensure_key_set, load_key_set, write_manifest
+from idp.keys.rotation import KeyRotation, KeyTimings
 
 LOCK_FILE = ".keys.lock"
+FIRST_SET = [("ES256", "active"), ("ES256", "next"), ("RS256", "active"), ("RS256", "next")]
 
 
 def manifest(keys_dir: Path) -> list[dict[str, str]]:
@@ -36,13 +39,16 @@ def listing(keys_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in keys_dir.iterdir() if p.name != LOCK_FILE}
 
 
-def test_empty_folder_gets_one_active_rs256_and_one_active_es256_key(tmp_path, clock):
+def test_empty_folder_gets_an_active_and_a_next_key_per_algorithm(tmp_path, clock):
     keys_dir = tmp_path / "keys"
 
     ring = KeyRing(keys_dir, clock=clock)
 
     entries = manifest(keys_dir)
-    assert sorted((e["alg"], e["state"]) for e in entries) == [("ES256", "active"), ("RS256", "active")]
+    assert sorted((e["alg"], e["state"]) for e in entries) == FIRST_SET
+    # The next keys are published from the start, so the first rotation has nothing to wait for.
+    assert {e["created_at"] for e in entries} == {clock.now().isoformat()}
+    assert {e["activated_at"] for e in entries if e["state"] == "active"} == {clock.now().isoformat()}
     assert sorted(p.name for p in keys_dir.glob("*.pem")) == sorted(e["file"] for e in entries)
     assert [r.kid for r in ring.records()] == [e["kid"] for e in entries]
     assert ring.supported_algorithms() == ["ES256", "RS256"]
@@ -52,7 +58,7 @@ def test_key_files_and_manifest_are_readable_by_the_owner_only(tmp_path, clock):
     KeyRing(tmp_path, clock=clock)
 
     files = [*tmp_path.glob("*.pem"), tmp_path / MANIFEST]
-    assert len(files) == 3
+    assert len(files) == 5
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
@@ -118,7 +124,7 @@ def test_passphrase_encrypts_the_keys_at_rest(tmp_path, clock):
 
     for pem in tmp_path.glob("*.pem"):
         assert b"ENCRYPTED" in pem.read_bytes()
-    assert len(load_key_set(tmp_path, "correct passphrase").private) == 2
+    assert len(load_key_set(tmp_path, "correct passphrase").private) == 4
 
 
 @pytest.mark.parametrize("passphrase", ["wrong passphrase", None])
@@ -169,6 +175,14 @@ def test_a_stray_pem_file_alone_is_enough_to_refuse(tmp_path, clock):
         '{"keys": [{"kid": "k1", "alg": "HS256", "state": "active", "created_at": "", "file": "k1.pem"}]}',
         '{"keys": [{"kid": "k1", "alg": "RS256", "state": "active", "created_at": "", "file": "../k1.pem"}]}',
         '{"keys": [{"kid": "k1", "alg": "RS256", "state": "active", "created_at": "", "file": "gone.pem"}]}',
+        '{"keys": [{"kid": "k1", "alg": "RS256", "state": "active", "created_at": "today", "file": "a"}]}',
+        # A time without a zone could be read as local time: refused rather than guessed.
+        '{"keys": [{"kid": "k1", "alg": "RS256", "state": "active", "created_at": "2026-09-01T08:00:00",'
+        ' "file": "a"}]}',
+        '{"keys": [{"kid": "k1", "alg": "RS256", "state": "expired", "created_at": "2026-09-01T08:00:00Z",'
+        ' "file": "a"}]}',
+        '{"keys": [{"kid": "k1", "alg": "RS256", "state": "next", "created_at": "2026-09-01T08:00:00Z",'
+        ' "file": "a"}]}',
     ],
 )
 def test_corrupt_manifest_raises_key_set_error(tmp_path, clock, body):
@@ -220,21 +234,15 @@ def test_processes_starting_together_on_an_empty_folder_make_one_key_set(tmp_pat
 
     assert [p.exitcode for p in processes] == [0] * workers
     entries = manifest(tmp_path)
-    assert sorted(e["alg"] for e in entries) == ["ES256", "RS256"]
+    assert sorted((e["alg"], e["state"]) for e in entries) == FIRST_SET
     assert sorted(p.name for p in tmp_path.glob("*.pem")) == sorted(e["file"] for e in entries)
     assert not list(tmp_path.glob(".*.tmp"))
 
 
 def rotate_rs256_in_child(keys_dir: str) -> None:
-    """What ``idp keys rotate`` does in another process: a new active key, the old one retired."""
-    folder = Path(keys_dir)
-    loaded = load_key_set(folder, None)
-    records = [
-        keyring.KeyRecord(r.kid, r.alg, "retired" if r.alg == "RS256" else r.state, r.created_at, r.file)
-        for r in loaded.records
-    ]
-    new = keyring.generate_key(folder, "RS256", state="active", clock=SystemClock(), passphrase=None)
-    write_manifest(folder, [*records, new])
+    """What ``idp keys rotate --alg RS256`` does in another process."""
+    timings = KeyTimings(timedelta(0), timedelta(0), timedelta(minutes=10))
+    KeyRotation(Path(keys_dir), clock=SystemClock(), timings=timings).rotate(["RS256"])
 
 
 def test_manifest_rewritten_by_another_process_is_picked_up_after_check_seconds(tmp_path, monkeypatch):
@@ -258,3 +266,89 @@ def test_manifest_rewritten_by_another_process_is_picked_up_after_check_seconds(
     assert kid_of(ring.sign({"sub": "x"})) == new_kid
     assert ring.verify(old_token).claims == {"sub": "account-1"}  # retired keys stay published
     assert {k["kid"] for k in ring.public_jwks()["keys"]} == {e["kid"] for e in manifest(tmp_path)}
+
+
+def test_two_next_keys_of_one_algorithm_raise_key_set_error(tmp_path, clock):
+    KeyRing(tmp_path, clock=clock)
+    document = json.loads((tmp_path / MANIFEST).read_text())
+    upcoming = next(e for e in document["keys"] if e["alg"] == "RS256" and e["state"] == "next")
+    document["keys"].append({**upcoming, "kid": "rs256-second-next"})
+    (tmp_path / MANIFEST).write_text(json.dumps(document))
+
+    with pytest.raises(KeySetError, match="more than one next RS256 key"):
+        KeyRing(tmp_path, clock=clock)
+
+
+def test_manifest_from_before_key_times_were_kept_still_loads(tmp_path, clock):
+    KeyRing(tmp_path, clock=clock)
+    document = json.loads((tmp_path / MANIFEST).read_text())
+    # The first manifest format: kid, alg, state, created_at and file only.
+    legacy = [
+        {name: entry[name] for name in ("kid", "alg", "state", "created_at", "file")}
+        for entry in document["keys"]
+        if entry["state"] == "active"
+    ]
+    (tmp_path / MANIFEST).write_text(json.dumps({"version": 1, "keys": legacy}))
+
+    ring = KeyRing(tmp_path, clock=clock)
+
+    assert [(r.state, r.activated_at) for r in ring.records()] == [("active", None)] * 2
+    assert ring.verify(ring.sign({"sub": "account-1"})).claims == {"sub": "account-1"}
+
+
+def test_jwks_bytes_are_the_public_jwks_and_change_with_the_key_set(tmp_path, clock):
+    ring = KeyRing(tmp_path, clock=clock, check_seconds=0)
+    body, etag = ring.public_jwks_json()
+    assert json.loads(body) == ring.public_jwks()
+    assert ring.public_jwks_json() == (body, etag)  # the same bytes, not rebuilt per call
+
+    rotate_rs256_in_child(str(tmp_path))
+
+    new_body, new_etag = ring.public_jwks_json()
+    assert new_etag != etag
+    assert {k["kid"] for k in json.loads(new_body)["keys"]} == {e["kid"] for e in manifest(tmp_path)}
+
+
+def test_changed_manifest_that_cannot_be_loaded_leaves_the_previous_set_in_service(
+    tmp_path, clock, monkeypatch, caplog
+):
+    now = [1_000.0]
+    monkeypatch.setattr(keyring, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    ring = KeyRing(tmp_path, clock=clock, check_seconds=1)
+    kid = kid_of(ring.sign({"sub": "x"}))
+    good = (tmp_path / MANIFEST).read_text()
+    (tmp_path / MANIFEST).write_text("{half a manifest")
+
+    now[0] += 1
+    token = ring.sign({"sub": "x"})
+
+    assert kid_of(token) == kid
+    assert "still serving the previous one" in caplog.text
+    # Once the manifest is whole again (here: restored, then rotated), the change is picked up.
+    (tmp_path / MANIFEST).write_text(good)
+    rotate_rs256_in_child(str(tmp_path))
+    now[0] += 1
+    assert kid_of(ring.sign({"sub": "x"})) != kid
+
+
+def test_key_file_pruned_while_the_manifest_is_read_is_read_again(tmp_path, clock, monkeypatch):
+    KeyRing(tmp_path, clock=clock)
+    rotate_rs256_in_child(str(tmp_path))  # leaves a retired RS256 key
+    retired = next(r for r in load_key_set(tmp_path, None).records if r.state == "retired")
+    original = keyring.read_manifest
+    calls = []
+
+    def read_then_prune(keys_dir: Path) -> tuple[keyring.KeyRecord, ...]:
+        records = original(keys_dir)
+        if not calls:  # another process prunes right after our first read
+            write_manifest(keys_dir, [r for r in records if r.kid != retired.kid])
+            (keys_dir / retired.file).unlink()
+        calls.append(keys_dir)
+        return records
+
+    monkeypatch.setattr(keyring, "read_manifest", read_then_prune)
+
+    loaded = load_key_set(tmp_path, None)
+
+    assert len(calls) == 2
+    assert retired.kid not in {r.kid for r in loaded.records}

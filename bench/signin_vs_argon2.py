@@ -1,0 +1,343 @@
+"""A full sign-in against a bare argon2id verify, measured in one run.
+
+The issue's target: a sign-in (POST /signin, answered 303) costs at most 1.20x one
+argon2id verify with the same parameters, goal 1.10x; everything but argon2 should be noise.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.signin_vs_argon2 [--rounds 60] [--warmup 5] [--check]
+
+It builds a throw-away provider (a SQLite database and a keys folder in a temporary
+folder, migrated and given one account through the real ``idp`` CLI), serves it with a real
+gunicorn (one sync worker), and then takes one sign-in sample and one in-process
+``argon2.PasswordHasher.verify`` sample per round, rotating which goes first, so that
+machine noise falls on both alike. Each round also times a GET /healthz with the same
+client (the "HTTP floor": connection, client library, gunicorn, Flask), which tells the
+transport's share of the overhead from the sign-in's own. It prints medians and p90s and
+the ratio of the medians. The exit code is 0 (a measurement, not a test) unless ``--check`` is
+given and the ratio exceeds the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from argon2 import PasswordHasher, Type, extract_parameters
+
+from idp.config import Settings
+
+TARGET_RATIO = 1.20
+GOAL_RATIO = 1.10
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+USERNAME = "bench.parent"
+PASSWORD = "correct horse battery staple 42"
+SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
+STARTUP_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 120.0
+CSRF_FIELD = re.compile(r"""<input\b[^>]*\bname="csrf_token"[^>]*>""")
+VALUE_ATTR = re.compile(r"""\bvalue="([^"]*)\"""")
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    time_cost: int
+    memory_kib: int
+    parallelism: int
+
+    @classmethod
+    def defaults(cls) -> Argon2Params:
+        """The provider's defaults, read from ``Settings`` so that they cannot drift."""
+        settings = Settings()
+        return cls(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+
+    def hasher(self) -> PasswordHasher:
+        return PasswordHasher(
+            time_cost=self.time_cost,
+            memory_cost=self.memory_kib,
+            parallelism=self.parallelism,
+            type=Type.ID,
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+
+    @classmethod
+    def of(cls, samples_s: list[float]) -> Summary:
+        ms = [s * 1000.0 for s in samples_s]
+        # quantiles(n=10) returns the nine deciles; the last one is p90.
+        p90 = statistics.quantiles(ms, n=10, method="inclusive")[-1]
+        return cls(statistics.median(ms), p90, min(ms))
+
+
+def bin_dir() -> Path:
+    """The virtualenv's scripts: beside the interpreter running this module."""
+    here = Path(sys.executable).parent
+    if (here / "idp").exists() and (here / "gunicorn").exists():
+        return here
+    return REPO_ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def provider_env(workdir: Path, port: int, params: Argon2Params) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(
+        IDP_ENV="development",
+        IDP_ISSUER=f"http://127.0.0.1:{port}",
+        IDP_DATABASE_URL=f"sqlite:///{workdir / 'idp.db'}",
+        IDP_KEYS_DIR=str(workdir / "keys"),
+        IDP_REDIS_URL="memory://",
+        IDP_SECRET_KEY=SECRET_KEY,
+        IDP_SMTP_URL=f"file://{workdir / 'outbox'}",
+        IDP_ARGON2_TIME_COST=str(params.time_cost),
+        IDP_ARGON2_MEMORY_KIB=str(params.memory_kib),
+        IDP_ARGON2_PARALLELISM=str(params.parallelism),
+    )
+    return env
+
+
+def run_cli(args: list[str], env: Mapping[str, str]) -> None:
+    command = [str(bin_dir() / "idp"), *args]
+    done = subprocess.run(
+        command,
+        env=dict(env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=CLI_TIMEOUT_S,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`idp {' '.join(args[:2])}` failed ({done.returncode}):\n{done.stderr}")
+
+
+def prepare_provider(env: Mapping[str, str]) -> None:
+    run_cli(["db", "upgrade"], env)
+    run_cli(
+        [
+            "accounts",
+            "create",
+            "--username",
+            USERNAME,
+            "--email",
+            "bench.parent@example.org",
+            "--password",
+            PASSWORD,
+            "--first-name",
+            "Bench",
+            "--last-name",
+            "Parent",
+        ],
+        env,
+    )
+
+
+def stored_hash(database: Path) -> str:
+    """The hash the CLI stored, so the bare verify checks exactly what the sign-in checks."""
+    with sqlite3.connect(database) as conn:
+        row = conn.execute("SELECT password_hash FROM account WHERE username = ?", (USERNAME,)).fetchone()
+    if row is None:
+        raise RuntimeError(f"the account {USERNAME!r} was not created")
+    value: str = row[0]
+    return value
+
+
+@contextmanager
+def gunicorn(env: Mapping[str, str], port: int, log_path: Path) -> Iterator[str]:
+    """Serve ``idp:create_app()`` with one worker; always stop it on the way out."""
+    base_url = f"http://127.0.0.1:{port}"
+    command = [
+        str(bin_dir() / "gunicorn"),
+        "idp:create_app()",
+        "--workers",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=dict(env), cwd=REPO_ROOT, stdout=log, stderr=log)
+        try:
+            wait_healthy(base_url, process, log_path)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s:\n{log_path.read_text()}"
+    )
+
+
+def csrf_token(page: str) -> str:
+    field = CSRF_FIELD.search(page)
+    value = VALUE_ATTR.search(field.group(0)) if field else None
+    if value is None:
+        raise RuntimeError("no csrf_token field on the sign-in page")
+    return value.group(1)
+
+
+def signin_sample(base_url: str) -> float:
+    """One browser's sign-in: the page (not timed), then the POST (timed)."""
+    with requests.Session() as browser:
+        page = browser.get(f"{base_url}/signin", timeout=REQUEST_TIMEOUT_S)
+        page.raise_for_status()
+        form = {"username": USERNAME, "password": PASSWORD, "csrf_token": csrf_token(page.text)}
+        started = time.perf_counter()
+        answer = browser.post(
+            f"{base_url}/signin", data=form, allow_redirects=False, timeout=REQUEST_TIMEOUT_S
+        )
+        elapsed = time.perf_counter() - started
+    if answer.status_code != 303 or not answer.headers.get("Location", "").endswith("/account"):
+        raise RuntimeError(
+            f"the sign-in answered {answer.status_code} (Location {answer.headers.get('Location')!r}), "
+            "not 303 to /account"
+        )
+    return elapsed
+
+
+def floor_sample(base_url: str) -> float:
+    """The same client's fixed cost: a fresh session's GET /healthz (connect, HTTP, gunicorn, Flask)."""
+    with requests.Session() as browser:
+        started = time.perf_counter()
+        answer = browser.get(f"{base_url}/healthz", timeout=REQUEST_TIMEOUT_S)
+        elapsed = time.perf_counter() - started
+    answer.raise_for_status()
+    return elapsed
+
+
+def argon2_sample(hasher: PasswordHasher, hash_: str) -> float:
+    started = time.perf_counter()
+    hasher.verify(hash_, PASSWORD)
+    return time.perf_counter() - started
+
+
+def interleave(rounds: int, samplers: list[Callable[[], float]]) -> list[list[float]]:
+    """One sample of each per round; the starting sampler rotates so none always goes first."""
+    samples: list[list[float]] = [[] for _ in samplers]
+    for i in range(rounds):
+        for j in range(len(samplers)):
+            k = (i + j) % len(samplers)
+            samples[k].append(samplers[k]())
+    return samples
+
+
+def describe_machine() -> str:
+    # As `nproc` counts: the CPUs this process may run on.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{cpus} CPUs, Python {platform.python_version()} ({system})"
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure(rounds: int, warmup: int) -> float:
+    params = Argon2Params.defaults()
+    hasher = params.hasher()
+    workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    try:
+        port = free_port()
+        env = provider_env(workdir, port, params)
+        prepare_provider(env)
+        hash_ = stored_hash(workdir / "idp.db")
+        if hasher.check_needs_rehash(hash_):
+            stored = extract_parameters(hash_)
+            raise RuntimeError(f"the stored hash uses {stored}, not {params}: every sign-in would rehash")
+        print(f"machine: {describe_machine()}; load average {load_average()}")
+        print(
+            f"argon2id: time_cost={params.time_cost} memory_kib={params.memory_kib} "
+            f"parallelism={params.parallelism}; rounds: {rounds} (+{warmup} warm-up)"
+        )
+        with gunicorn(env, port, workdir / "gunicorn.log") as base_url:
+
+            def signin() -> float:
+                return signin_sample(base_url)
+
+            def bare() -> float:
+                return argon2_sample(hasher, hash_)
+
+            def floor() -> float:
+                return floor_sample(base_url)
+
+            interleave(warmup, [signin, bare, floor])
+            signins, verifies, floors = interleave(rounds, [signin, bare, floor])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    s, v, f = Summary.of(signins), Summary.of(verifies), Summary.of(floors)
+    ratio = s.median_ms / v.median_ms
+    paired = statistics.median(x / y for x, y in zip(signins, verifies, strict=True))
+    print(f"load average after: {load_average()}")
+    print(f"{'':16}{'median':>10}{'p90':>10}{'min':>10}")
+    print(f"{'sign-in (HTTP)':16}{s.median_ms:>8.2f}ms{s.p90_ms:>8.2f}ms{s.min_ms:>8.2f}ms")
+    print(f"{'argon2 verify':16}{v.median_ms:>8.2f}ms{v.p90_ms:>8.2f}ms{v.min_ms:>8.2f}ms")
+    print(f"{'HTTP floor':16}{f.median_ms:>8.2f}ms{f.p90_ms:>8.2f}ms{f.min_ms:>8.2f}ms  (GET /healthz)")
+    print(f"overhead (median difference): {s.median_ms - v.median_ms:.2f} ms")
+    print(f"median of per-round ratios: {paired:.2f}")
+    print(f"signin/argon2 median ratio: {ratio:.2f} (target <= {TARGET_RATIO:.2f}, goal {GOAL_RATIO:.2f})")
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=60, help="measured rounds (default 60)")
+    parser.add_argument("--warmup", type=int, default=5, help="unmeasured rounds first (default 5)")
+    parser.add_argument(
+        "--check", action="store_true", help=f"exit 1 when the ratio exceeds {TARGET_RATIO:.2f}"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 2 or args.warmup < 0:
+        parser.error("--rounds must be at least 2 and --warmup at least 0")
+    ratio = measure(args.rounds, args.warmup)
+    if args.check and ratio > TARGET_RATIO:
+        print(f"FAIL: ratio {ratio:.2f} exceeds {TARGET_RATIO:.2f}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Account Preferences: name, email, username, password and students, without HTTP."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from idp.accounts.district import DistrictOptions
+from idp.accounts.models import Account
+from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, Violation
+from idp.accounts.registration import (
+    Problem,
+    Problems,
+    RegistrationService,
+    RowProblem,
+    StudentEntry,
+    check_email,
+    check_name,
+    check_username,
+    password_context,
+)
+from idp.accounts.service import AccountService, InvalidCredentials, SignInContext
+from idp.accounts.skeleton import confusable_skeleton
+from idp.accounts.usernames import username_key
+from idp.accounts.verification import EmailVerification, MessageComposer
+from idp.audit import audit
+from idp.db import DbSession
+from idp.mail.outbox import Outbox
+from idp.students.guardianship import GuardianshipService
+from idp.students.models import GuardianLink, Student
+
+
+class ChangeNotAllowed(Exception):
+    """The district does not let account holders change this themselves."""
+
+
+class ChangeRefused(Exception):
+    """The new value breaks a rule; ``problems`` says which, all at once."""
+
+    def __init__(self, problems: Problems) -> None:
+        super().__init__("change refused")
+        self.problems = problems
+
+
+class PreferencesService:
+    def __init__(
+        self,
+        session: DbSession,
+        *,
+        accounts: AccountService,
+        policies: PasswordPolicyService,
+        registration: RegistrationService,
+        guardianship: GuardianshipService,
+        verification: EmailVerification,
+        outbox: Outbox,
+        composer: MessageComposer,
+        options: DistrictOptions,
+    ) -> None:
+        self.session = session
+        self.accounts = accounts
+        self.policies = policies
+        self.registration = registration
+        self.guardianship = guardianship
+        self.verification = verification
+        self.outbox = outbox
+        self.composer = composer
+        self.options = options
+
+    def rules_for(self, account: Account) -> PasswordRules:
+        return self.policies.rules_for_account(account)
+
+    def change_name(self, account: Account, first_name: str, last_name: str) -> None:
+        problems = Problems()
+        first = check_name(problems, "first_name", first_name)
+        last = check_name(problems, "last_name", last_name)
+        if problems:
+            raise ChangeRefused(problems)
+        account.first_name, account.last_name = first, last
+        audit(self.session, "profile.changed", account_id=account.id, field="name")
+
+    def change_username(self, account: Account, username: str) -> None:
+        problems = Problems()
+        chosen = check_username(problems, "username", username, self.accounts, except_account_id=account.id)
+        if problems:
+            raise ChangeRefused(problems)
+        account.username = chosen
+        account.username_key = username_key(chosen)
+        account.username_skeleton = confusable_skeleton(chosen)
+        self.session.flush()
+        audit(self.session, "username.changed", account_id=account.id)
+
+    def change_email(self, account: Account, email: str) -> bool:
+        """Change the address (to be verified again), telling the old one; return whether it changed."""
+        if not self.options.allow_email_change:
+            raise ChangeNotAllowed()
+        problems = Problems()
+        new = check_email(problems, "email", email)
+        if problems:
+            raise ChangeRefused(problems)
+        old = account.email
+        if new.casefold() == old.casefold():
+            return False
+        if not account.is_test_account:
+            subject, body = self.composer.compose("email_changed", account, old_email=old, new_email=new)
+            self.outbox.queue(
+                to=old, subject=subject, body=body, purpose="email_changed", account_id=account.id
+            )
+        account.email = new
+        account.email_verified_at = None
+        self.session.flush()
+        audit(self.session, "email.changed", account_id=account.id)
+        self.verification.send(account)
+        return True
+
+    def change_password(
+        self, account: Account, *, current: str, new: str, confirm: str, context: SignInContext
+    ) -> None:
+        """Check the current password (under the sign-in lockout) and the rules; then change it.
+
+        Raises ``ChangeNotAllowed``, ``ChangeRefused`` with every violation, or the lockout's
+        ``LockedOut`` when the username is locked.
+        """
+        if not self.options.allow_password_change:
+            raise ChangeNotAllowed()
+        rules = self.policies.rules_for_account(account)
+        problems = Problems(rules=rules)
+        words = password_context(
+            username=account.username,
+            email=account.email,
+            first_name=account.first_name,
+            last_name=account.last_name,
+            district=self.options.name,
+        )
+        violations = rules.check(new, context=words)
+        if new != confirm:
+            violations.append(Violation.MISMATCH)
+        try:
+            self.accounts.verify_password(account, current, context)
+        except InvalidCredentials:
+            violations.insert(0, Violation.CURRENT_WRONG)
+        # History is looked at only once the holder has proved who they are.
+        if not violations and self.policies.was_used_before(account, new, rules):
+            violations.append(Violation.REUSED)
+        if violations:
+            problems.password = violations
+            raise ChangeRefused(problems)
+        self.policies.set_password(account, new)
+
+    def add_student(self, account: Account, entry: StudentEntry, *, ip_address: str | None) -> Student:
+        """Link one more student by Access ID."""
+        problems = Problems()
+        if entry.is_blank:
+            problems.rows[0] = RowProblem(Problem.ROW_INCOMPLETE)
+            raise ChangeRefused(problems)
+        found = self.registration.check_students(problems, (entry,), ip_address=ip_address, account=account)
+        if problems or not found:
+            raise ChangeRefused(problems)
+        ((student, relationship),) = found
+        if self._is_linked(account, student):
+            problems.rows[0] = RowProblem(Problem.ROW_ALREADY_LINKED)
+            raise ChangeRefused(problems)
+        self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
+        return student
+
+    def choose_primary(self, account: Account, student_id: str) -> Student:
+        return self.guardianship.set_primary(account, student_id)
+
+    def _is_linked(self, account: Account, student: Student) -> bool:
+        link = self.session.execute(
+            select(GuardianLink.id).where(
+                GuardianLink.account_id == account.id,
+                GuardianLink.student_id == student.id,
+                GuardianLink.status == "active",
+            )
+        ).first()
+        return link is not None

@@ -1,0 +1,90 @@
+"""Forms of the registration and Account Preferences pages.
+
+They parse and carry the CSRF token (Flask-WTF); the rules live in the services, which report
+every problem at once.
+"""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import FieldList, Form, FormField, HiddenField, PasswordField, SelectField, StringField
+
+from idp.accounts.registration import MAX_STUDENT_ROWS, StudentEntry
+
+# Rows the page shows without JavaScript (a script may add more, up to MAX_STUDENT_ROWS).
+STUDENT_ROWS_SHOWN = 2
+
+
+class StudentRowForm(Form):  # type: ignore[misc]
+    name = StringField(_l("Student name"))
+    access_id = StringField(_l("Access ID"))
+    access_password = PasswordField(_l("Access Password"))
+    relationship = SelectField(_l("Relationship"), choices=[], validate_choice=False)
+
+    def entry(self) -> StudentEntry:
+        return StudentEntry(
+            name=self.name.data or "",
+            access_id=self.access_id.data or "",
+            access_password=self.access_password.data or "",
+            relationship=self.relationship.data or "",
+        )
+
+
+def offer_relationships(row: StudentRowForm, relationships: tuple[str, ...]) -> None:
+    row.relationship.choices = [("", _l("Choose…"))] + [(label, label) for label in relationships]
+
+
+class RegisterForm(FlaskForm):  # type: ignore[misc]
+    first_name = StringField(_l("First name"))
+    last_name = StringField(_l("Last name"))
+    email = StringField(_l("Email"))
+    username = StringField(_l("Desired username"))
+    password = PasswordField(_l("Password"))
+    password_confirm = PasswordField(_l("Re-enter password"))
+    students = FieldList(
+        FormField(StudentRowForm), min_entries=STUDENT_ROWS_SHOWN, max_entries=MAX_STUDENT_ROWS
+    )
+    request_id = HiddenField()
+
+
+class NameForm(FlaskForm):  # type: ignore[misc]
+    first_name = StringField(_l("First name"))
+    last_name = StringField(_l("Last name"))
+
+
+class EmailForm(FlaskForm):  # type: ignore[misc]
+    email = StringField(_l("New email"))
+
+
+class UsernameForm(FlaskForm):  # type: ignore[misc]
+    username = StringField(_l("New username"))
+
+
+class PasswordForm(FlaskForm):  # type: ignore[misc]
+    current_password = PasswordField(_l("Current password"))
+    new_password = PasswordField(_l("New password"))
+    confirm_password = PasswordField(_l("Verify new password"))
+
+
+class AddStudentForm(FlaskForm):  # type: ignore[misc]
+    name = StringField(_l("Student name"))
+    access_id = StringField(_l("Access ID"))
+    access_password = PasswordField(_l("Access Password"))
+    relationship = SelectField(_l("Relationship"), choices=[], validate_choice=False)
+
+    def entry(self) -> StudentEntry:
+        return StudentEntry(
+            name=self.name.data or "",
+            access_id=self.access_id.data or "",
+            access_password=self.access_password.data or "",
+            relationship=self.relationship.data or "",
+        )
+
+
+class PrimaryStudentForm(FlaskForm):  # type: ignore[misc]
+    student = StringField()
+
+
+class ResendForm(FlaskForm):  # type: ignore[misc]
+    username = StringField(_l("Username"))

@@ -1,0 +1,224 @@
+"""Token families: what one authorization code begat, rotated, checked and revoked as one.
+
+Every code redemption starts a family. Its access tokens name it (the ``fid`` claim), and with
+offline access it holds a chain of refresh tokens: each use rotates the current one, and
+presenting a rotated one again is taken as theft, which revokes the whole family (RFC 9700
+4.14.2). A replayed code revokes the family it started (RFC 6749 4.1.2, RFC 9700 4.2.4).
+Refresh tokens are ``rt_``-prefixed on the wire and kept only as SHA-256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, insert, select, update
+
+from idp.audit import audit
+from idp.clock import Clock
+from idp.db import DbSession, new_id
+from idp.oauth.models import RefreshToken, RefreshTokenFamily
+from idp.policy import TokenPolicy
+from idp.tokens import new_secret, secret_hash
+
+REFRESH_TOKEN_PREFIX = "rt_"  # noqa: S105 (a prefix, not a secret)
+# new_secret makes 46 characters; anything much longer is not one of ours.
+MAX_REFRESH_TOKEN_LENGTH = 100
+
+
+class RefreshTokenRejected(Exception):
+    """The refresh token cannot be used; ``description`` says why (safe to show the client)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class RefreshTokenReused(RefreshTokenRejected):
+    """A rotated refresh token came back: its family is revoked now."""
+
+
+@dataclass(frozen=True)
+class FamilyStart:
+    family_id: str
+    refresh_token: str | None
+
+
+@dataclass(frozen=True)
+class FoundRefreshToken:
+    token: RefreshToken
+    family: RefreshTokenFamily
+
+    def is_active(self, now: datetime) -> bool:
+        return (
+            self.token.rotated_at is None
+            and self.family.revoked_at is None
+            and self.token.expires_at > now
+            and self.family.expires_at > now
+        )
+
+
+# Core INSERTs on the tables, built once: the token endpoint's hot path (bench/token_exchange.py).
+_INSERT_FAMILY = insert(cast(Table, RefreshTokenFamily.__table__))
+_INSERT_TOKEN = insert(cast(Table, RefreshToken.__table__))
+
+
+def looks_like_refresh_token(value: str) -> bool:
+    return value.startswith(REFRESH_TOKEN_PREFIX) and len(value) <= MAX_REFRESH_TOKEN_LENGTH
+
+
+class TokenFamilyService:
+    def __init__(self, session: DbSession, *, clock: Clock, policy: TokenPolicy) -> None:
+        self.session = session
+        self.clock = clock
+        self.policy = policy
+
+    # --- issuing -------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        family_id: str,
+        client_id: str,
+        account_id: str,
+        authorization_code_id: str,
+        sid: str | None,
+        scope: str,
+        auth_time: datetime,
+        offline: bool,
+    ) -> FamilyStart:
+        """Open the family of a redeemed code; with ``offline``, issue its first refresh token."""
+        now = self.clock.now()
+        expires_at = now + (self.policy.refresh_token_life if offline else self.policy.access_token_life)
+        self.session.execute(
+            _INSERT_FAMILY,
+            {
+                "id": family_id,
+                "client_id": client_id,
+                "account_id": account_id,
+                "authorization_code_id": authorization_code_id,
+                "sid": sid,
+                "scope": scope,
+                "auth_time": auth_time,
+                "created_at": now,
+                "expires_at": expires_at,
+                "revoked_at": None,
+                "revoked_reason": None,
+            },
+        )
+        refresh_token = self._issue(family_id, expires_at, now) if offline else None
+        return FamilyStart(family_id, refresh_token)
+
+    def issue_next(self, family: RefreshTokenFamily) -> str:
+        """Issue the refresh token that replaces the one just rotated."""
+        return self._issue(family.id, family.expires_at, self.clock.now())
+
+    def _issue(self, family_id: str, family_expires_at: datetime, now: datetime) -> str:
+        value = new_secret("rt")
+        self.session.execute(
+            _INSERT_TOKEN,
+            {
+                "id": new_id(),
+                "family_id": family_id,
+                "token_hash": secret_hash(value),
+                "created_at": now,
+                "expires_at": min(now + self.policy.refresh_idle, family_expires_at),
+                "rotated_at": None,
+            },
+        )
+        return value
+
+    # --- using ---------------------------------------------------------------------------
+    def find(self, value: str) -> FoundRefreshToken | None:
+        """Return the refresh token ``value`` and its family, whatever their state."""
+        if not looks_like_refresh_token(value):
+            return None
+        row = self.session.execute(
+            select(RefreshToken, RefreshTokenFamily)
+            .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+            .where(RefreshToken.token_hash == secret_hash(value))
+            # Fresh values even for rows this session loaded before (rotations are bulk UPDATEs).
+            .execution_options(populate_existing=True)
+        ).first()
+        if row is None:
+            return None
+        token, family = row
+        return FoundRefreshToken(token, family)
+
+    def rotate(self, value: str, *, client_id: str) -> FoundRefreshToken:
+        """Consume refresh token ``value`` of ``client_id`` once, or raise why it cannot be.
+
+        A token that was already rotated revokes its family (``RefreshTokenReused``); the caller
+        must commit that even though the request fails.
+        """
+        found = self.find(value)
+        # Another client's token is unknown to this one: no reuse verdict on its behalf.
+        if found is None or found.family.client_id != client_id:
+            raise RefreshTokenRejected("The refresh token is not valid.")
+        token, family = found.token, found.family
+        now = self.clock.now()
+        if family.revoked_at is not None:
+            raise RefreshTokenRejected("The refresh token has been revoked.")
+        if token.rotated_at is not None:
+            self._reused(family)
+        if family.expires_at <= now or token.expires_at <= now:
+            raise RefreshTokenRejected("The refresh token has expired.")
+        # Two requests with the same token: one UPDATE decides which one rotates it.
+        consumed = self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], consumed).rowcount != 1:
+            self._reused(family)
+        return found
+
+    def _reused(self, family: RefreshTokenFamily) -> None:
+        audit(
+            self.session,
+            "refresh_token.reused",
+            account_id=family.account_id,
+            client_id=family.client_id,
+            family_id=family.id,
+        )
+        self.revoke(family, reason="refresh_token_reused")
+        raise RefreshTokenReused("The refresh token was already used; its grant is revoked.")
+
+    # --- revoking ------------------------------------------------------------------------
+    def revoke(self, family: RefreshTokenFamily, *, reason: str) -> None:
+        if family.revoked_at is not None:
+            return
+        family.revoked_at = self.clock.now()
+        family.revoked_reason = reason
+        audit(
+            self.session,
+            "refresh_token_family.revoked",
+            account_id=family.account_id,
+            client_id=family.client_id,
+            family_id=family.id,
+            reason=reason,
+        )
+
+    def revoke_by_id(self, family_id: str, *, reason: str) -> None:
+        family = self.session.get(RefreshTokenFamily, family_id)
+        if family is not None:
+            self.revoke(family, reason=reason)
+
+    def revoke_for_code(self, authorization_code_id: str, *, reason: str) -> None:
+        """Revoke what the code's first redemption issued (RFC 6749 4.1.2: SHOULD)."""
+        families = self.session.execute(
+            select(RefreshTokenFamily).where(
+                RefreshTokenFamily.authorization_code_id == authorization_code_id
+            )
+        ).scalars()
+        for family in families:
+            self.revoke(family, reason=reason)
+
+    def is_live(self, family_id: str) -> bool:
+        """Whether access tokens naming this family may still be honoured."""
+        revoked_at = self.session.execute(
+            select(RefreshTokenFamily.revoked_at).where(RefreshTokenFamily.id == family_id)
+        ).first()
+        # A family that is gone was deleted with its client or account: nothing of it lives on.
+        return revoked_at is not None and revoked_at[0] is None
