@@ -35,7 +35,8 @@ def configure(app: Flask, settings: Settings, *, clock: Clock | None = None) -> 
     app.config.update(
         SECRET_KEY=resolve_secret_key(settings, instance),
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings.database_url, instance),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # A file database cannot drop a connection: pinging it costs every request for nothing.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not settings.database_url.startswith("sqlite")},
         JSON_SORT_KEYS=False,
     )
     clock = clock or SystemClock()

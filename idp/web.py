@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import flask_babel
+from babel import support
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
+from wtforms.i18n import messages_path
 
 from idp.accounts.models import OPSession
 from idp.accounts.service import SignInContext
@@ -14,6 +18,11 @@ from idp.runtime import EXTENSION_KEY, runtime
 
 OP_SESSION_KEY = "idp.op_session"
 UI_LOCALES_KEY = "idp.ui_locales"
+
+
+@functools.lru_cache(maxsize=16)
+def wtforms_catalogue(locale: str) -> support.NullTranslations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 
 def init_web(app: Flask) -> None:
@@ -38,6 +47,11 @@ def init_web(app: Flask) -> None:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    @app.before_request
+    def _wtforms_translations() -> None:
+        # Flask-WTF would read WTForms' catalogue from disk once per request; keep one per locale.
+        request.wtforms_translations = wtforms_catalogue(str(flask_babel.get_locale()))  # type: ignore[attr-defined]
 
     @app.context_processor
     def _languages() -> dict[str, object]:
