@@ -23,18 +23,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import platform
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -42,16 +39,15 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from argon2 import PasswordHasher, Type, extract_parameters
 
+from bench.harness import REPO_ROOT, bin_dir, describe_machine, free_port, gunicorn, load_average
 from idp.config import Settings
 
 TARGET_RATIO = 1.20
 GOAL_RATIO = 1.10
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "bench.parent"
 PASSWORD = "correct horse battery staple 42"
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
-STARTUP_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 120.0
 CSRF_FIELD = re.compile(r"""<input\b[^>]*\bname="csrf_token"[^>]*>""")
@@ -91,21 +87,6 @@ class Summary:
         # quantiles(n=10) returns the nine deciles; the last one is p90.
         p90 = statistics.quantiles(ms, n=10, method="inclusive")[-1]
         return cls(statistics.median(ms), p90, min(ms))
-
-
-def bin_dir() -> Path:
-    """The virtualenv's scripts: beside the interpreter running this module."""
-    here = Path(sys.executable).parent
-    if (here / "idp").exists() and (here / "gunicorn").exists():
-        return here
-    return REPO_ROOT / ".venv" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def provider_env(workdir: Path, port: int, params: Argon2Params) -> dict[str, str]:
@@ -169,48 +150,6 @@ def stored_hash(database: Path) -> str:
         raise RuntimeError(f"the account {USERNAME!r} was not created")
     value: str = row[0]
     return value
-
-
-@contextmanager
-def gunicorn(env: Mapping[str, str], port: int, log_path: Path) -> Iterator[str]:
-    """Serve ``idp:create_app()`` with one worker; always stop it on the way out."""
-    base_url = f"http://127.0.0.1:{port}"
-    command = [
-        str(bin_dir() / "gunicorn"),
-        "idp:create_app()",
-        "--workers",
-        "1",
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=dict(env), cwd=REPO_ROOT, stdout=log, stderr=log)
-        try:
-            wait_healthy(base_url, process, log_path)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
-def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s:\n{log_path.read_text()}"
-    )
 
 
 def csrf_token(page: str) -> str:
@@ -282,17 +221,6 @@ def interleave(rounds: int, samplers: list[Callable[[], float]]) -> list[list[fl
     return samples
 
 
-def describe_machine() -> str:
-    # As `nproc` counts: the CPUs this process may run on.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{cpus} CPUs, Python {platform.python_version()} ({system})"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def measure(rounds: int, warmup: int) -> float:
     params = Argon2Params.defaults()
     hasher = params.hasher()
@@ -310,7 +238,7 @@ def measure(rounds: int, warmup: int) -> float:
             f"argon2id: time_cost={params.time_cost} memory_kib={params.memory_kib} "
             f"parallelism={params.parallelism}; rounds: {rounds} (+{warmup} warm-up)"
         )
-        with gunicorn(env, port, workdir / "gunicorn.log") as base_url:
+        with gunicorn("idp:create_app()", env, port, 1, workdir / "gunicorn.log") as base_url:
 
             def signin() -> float:
                 return signin_sample(base_url)

@@ -35,10 +35,8 @@ import hmac
 import http.client
 import json
 import os
-import platform
 import secrets
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -58,11 +56,12 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 
+from bench.harness import REPO_ROOT, bin_dir, describe_machine, free_port, gunicorn, load_average
+
 TARGET_RATIO = 0.6
 GOAL_RATIO = 0.8
 STATIC_TARGET_RATIO = 0.9
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("IDP_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 USERNAME = "bench.exchange"
@@ -71,7 +70,6 @@ SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
 REDIRECT_URI = "https://portal.example.test/callback"
 SCOPE = "openid profile email students offline_access"
 VERIFIER = "bench-verifier-" + "v" * 40
-STARTUP_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 120.0
 STATIC_REQUESTS = 1000
@@ -256,20 +254,6 @@ class District:
     account_id: str
 
 
-def bin_dir() -> Path:
-    here = Path(sys.executable).parent
-    if (here / "idp").exists() and (here / "gunicorn").exists():
-        return here
-    return REPO_ROOT / ".venv" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def provider_env(database_url: str, keys_dir: Path, issuer: str, workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "BENCH_"))}
     env.update(
@@ -406,45 +390,6 @@ def mint_codes(district: District, count: int) -> list[str]:
 
 
 # --- serving and loading ------------------------------------------------------------------------
-@contextmanager
-def gunicorn(app: str, env: Mapping[str, str], port: int, workers: int, log_path: Path) -> Iterator[str]:
-    base_url = f"http://127.0.0.1:{port}"
-    command = [
-        str(bin_dir() / "gunicorn"),
-        app,
-        *("--workers", str(workers), "--bind", f"127.0.0.1:{port}"),
-        # Several gunicorns run at once here: none may take the shared default control socket.
-        "--no-control-socket",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=dict(env), cwd=REPO_ROOT, stdout=log, stderr=log)
-        try:
-            wait_healthy(base_url, process, log_path)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
-def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            status, _ = request(base_url, "GET", "/healthz")
-            if status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s:\n{log_path.read_text()}"
-    )
 
 
 def request(
@@ -501,15 +446,6 @@ def get_job(base_url: str, path: str) -> Callable[[], None]:
             raise RuntimeError(f"GET {base_url}{path} answered {status}")
 
     return job
-
-
-def describe_machine() -> str:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpus} CPUs, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 @dataclass(frozen=True)
