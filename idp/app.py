@@ -69,7 +69,9 @@ def migrations_directory() -> Path:
 
 
 def register_blueprints(app: Flask) -> None:
+    from idp.accounts.password_change_views import bp as password_change_bp
     from idp.accounts.preferences_views import bp as preferences_bp
+    from idp.accounts.recovery_views import bp as recovery_bp
     from idp.accounts.registration_views import bp as registration_bp
     from idp.accounts.views import bp as accounts_bp
     from idp.oauth.views import bp as oauth_bp
@@ -78,6 +80,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(registration_bp)
     app.register_blueprint(preferences_bp)
+    app.register_blueprint(recovery_bp)
+    app.register_blueprint(password_change_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(ops_bp)
 

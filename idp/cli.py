@@ -14,6 +14,8 @@ from flask.cli import FlaskGroup
 from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.models import AccountType
+from idp.accounts.password_policy import PasswordPolicyService
+from idp.accounts.passwords import MAX_PASSWORD_LENGTH, temporary_password
 from idp.accounts.service import UsernameTaken
 from idp.audit import audit
 from idp.demo import DEFAULT_RP_BASE_URL, seed_demo
@@ -305,6 +307,42 @@ def accounts_unlock(username: str) -> None:
         _fail(f"Redis at {rt.settings.redis_url} is unavailable; nothing was unlocked")
     db.session.commit()
     click.echo(f"unlocked {username.strip()}" if was_locked else f"{username.strip()} was not locked")
+
+
+@accounts.command(
+    "set-temporary-password",
+    help="Give the account a new password to change at its next sign-in; print it once.",
+)
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the temporary password from standard input.")
+def accounts_set_temporary_password(username: str, password_stdin: bool) -> None:
+    rt = runtime()
+    account = rt.accounts().find_by_username(username)
+    if account is None:
+        _fail(f"no account with the username {username.strip()!r}")
+    assert account is not None
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else temporary_password()
+    if not password:
+        _fail("the password may not be empty")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        _fail(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    PasswordPolicyService(db.session, hasher=rt.hasher, clock=rt.clock).set_temporary_password(
+        account, password
+    )
+    # Whoever knew the old password is signed out everywhere (the reason staff set a new one).
+    ended = rt.sessions().end_all(account.id)
+    rt.families().revoke_for_account(account.id, reason="temporary_password")
+    db.session.commit()
+    backchannel = rt.backchannel()
+    for gone in ended:
+        backchannel.notify(gone)
+    db.session.commit()
+    click.echo(
+        f"{account.username} must change this password at the next sign-in; {len(ended)} session(s) ended",
+        err=True,
+    )
+    if not password_stdin:
+        click.echo(password)
 
 
 # --- keys ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from idp.accounts.models import Account, OPSession, SessionClient
 from idp.accounts.policy_models import DistrictOption, PasswordHistory, PasswordPolicyRecord
+from idp.accounts.recovery_models import RecoveryRequest, RecoveryToken
 from idp.audit import AuditEvent
 from idp.mail.models import OutboundEmail
 from idp.oauth.models import (
@@ -27,6 +28,8 @@ __all__ = [
     "OutboundEmail",
     "PasswordHistory",
     "PasswordPolicyRecord",
+    "RecoveryRequest",
+    "RecoveryToken",
     "RefreshToken",
     "RefreshTokenFamily",
     "School",

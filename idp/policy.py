@@ -90,3 +90,17 @@ class TokenPolicy:
             refresh_token_life=timedelta(seconds=settings.refresh_token_seconds),
             refresh_idle=timedelta(seconds=settings.refresh_idle_seconds),
         )
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    """ "Having trouble signing in?": how long a reset link works, and how much mail one account gets."""
+
+    token_life: timedelta = timedelta(minutes=30)
+    # Requests beyond this many per account and hour are dropped by the mail worker: the trouble
+    # page cannot be used to flood someone's inbox (its answer is the same either way).
+    mails_per_hour: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecoveryPolicy:
+        return cls(token_life=timedelta(seconds=settings.recovery_token_seconds))

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 
 from idp.accounts.devices import DeviceCookies
 from idp.accounts.lockout import Lockout
+from idp.accounts.password_policy import PasswordPolicyService
 from idp.accounts.passwords import PasswordHasher
 from idp.accounts.service import AccountService
 from idp.accounts.sessions import SessionService
@@ -47,7 +48,13 @@ class Runtime:
         return self.keyring
 
     def accounts(self) -> AccountService:
-        return AccountService(db.session, hasher=self.hasher, clock=self.clock, lockout=self.lockout)
+        return AccountService(
+            db.session,
+            hasher=self.hasher,
+            clock=self.clock,
+            lockout=self.lockout,
+            policies=PasswordPolicyService(db.session, hasher=self.hasher, clock=self.clock),
+        )
 
     def sessions(self) -> SessionService:
         return SessionService(db.session, clock=self.clock, policy=self.session_policy)

@@ -12,6 +12,7 @@ from flask import current_app
 
 from idp.accounts.district import OPTION_NAMES, DistrictOptions, DistrictOptionsService
 from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, UnknownSchool
+from idp.accounts.wiring import recovery
 from idp.extensions import db
 from idp.mail.delivery import deliver_due, transport_for
 from idp.runtime import runtime
@@ -153,7 +154,11 @@ def mail_worker(once: bool) -> None:
         _fail(str(error))
         return
     while True:
+        # Trouble-page requests first: the worker decides whom to write to (idp.accounts.recovery).
+        answered = recovery().answer_requests()
         sent, failed = deliver_due(db.session, transport, sender=rt.settings.mail_from, clock=rt.clock)
+        if answered:
+            click.echo(f"queued {answered} recovery mail(s)", err=True)
         if sent or failed or once:
             click.echo(f"sent {sent}, failed {failed}", err=True)
         if once:

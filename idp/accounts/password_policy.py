@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from idp.accounts.models import Account
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher, normalise_password
 from idp.accounts.policy_models import PasswordHistory, PasswordPolicyRecord
+from idp.accounts.recovery_models import RecoveryToken
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
@@ -131,6 +132,13 @@ class PasswordRules:
 DISTRICT_DEFAULT = PasswordRules()
 
 
+class ChangeReason(enum.StrEnum):
+    """Why the sign-in stops at "Change Your Password"."""
+
+    TEMPORARY = "temporary"
+    EXPIRED = "expired"
+
+
 def _is_special(ch: str) -> bool:
     # Anything that is neither a letter nor a number: punctuation, symbols, spaces.
     return not unicodedata.category(ch).startswith(("L", "N"))
@@ -226,6 +234,22 @@ class PasswordPolicyService:
         ).scalars()
         return self.rules_for_schools(school_ids)
 
+    def change_due(self, account: Account) -> ChangeReason | None:
+        """Return why ``account`` must change its password before signing in, if it must."""
+        if account.must_change_password or account.password_changed_at is None:
+            return ChangeReason.TEMPORARY
+        # Only a policy with a maximum age can expire a password: most districts have none, and
+        # the sign-in then pays one indexed look-up for the rule instead of computing the rules.
+        any_max_age = self.session.execute(
+            select(PasswordPolicyRecord.id).where(PasswordPolicyRecord.max_age_days.is_not(None)).limit(1)
+        ).first()
+        if any_max_age is None:
+            return None
+        rules = self.rules_for_account(account)
+        if rules.has_expired(account.password_changed_at, self.clock.now()):
+            return ChangeReason.EXPIRED
+        return None
+
     def was_used_before(self, account: Account, password: str, rules: PasswordRules) -> bool:
         """Return whether ``password`` is the current one or among the last ``history_count - 1``."""
         if rules.history_count <= 0:
@@ -241,15 +265,46 @@ class PasswordPolicyService:
         matches = [self.hasher.verify(stored, password) for stored in hashes]
         return any(matches)
 
+    def reuses(self, account: Account, password: str, rules: PasswordRules) -> bool:
+        """Return whether ``password`` is the current one or one the history still holds.
+
+        For a new password the holder did not choose freely (a reset, a forced change): the current
+        one never counts as new, whatever the history keeps.
+        """
+        if rules.history_count > 0:
+            return self.was_used_before(account, password, rules)
+        return self.hasher.verify(account.password_hash, password)
+
     def set_password(self, account: Account, password: str) -> None:
         """Make ``password`` the account's own, keeping the old hash in the history."""
+        now = self.clock.now()
+        self._replace_hash(account, password)
+        account.password_changed_at = now
+        account.must_change_password = False
+        self.session.flush()
+        audit(self.session, "password.changed", account_id=account.id)
+
+    def set_temporary_password(self, account: Account, password: str) -> None:
+        """Give the account a password chosen by staff, to be changed at the next sign-in."""
+        self._replace_hash(account, password)
+        account.password_changed_at = None
+        account.must_change_password = True
+        self.session.flush()
+        audit(self.session, "password.set_temporary", account_id=account.id)
+
+    def _replace_hash(self, account: Account, password: str) -> None:
+        """Keep the old hash in the history, set the new one, and end the account's recovery links."""
         now = self.clock.now()
         self.session.add(
             PasswordHistory(account_id=account.id, password_hash=account.password_hash, replaced_at=now)
         )
         account.password_hash = self.hasher.hash(password)
-        account.password_changed_at = now
-        account.must_change_password = False
+        # A recovery link dies with any password change (STYLE 9), including one staff make.
+        self.session.execute(
+            update(RecoveryToken)
+            .where(RecoveryToken.account_id == account.id, RecoveryToken.used_at.is_(None))
+            .values(used_at=now)
+        )
         self.session.flush()
         stale = (
             select(PasswordHistory.id)
@@ -260,7 +315,6 @@ class PasswordPolicyService:
         stale_ids = list(self.session.execute(stale).scalars())
         if stale_ids:
             self.session.execute(delete(PasswordHistory).where(PasswordHistory.id.in_(stale_ids)))
-        audit(self.session, "password.changed", account_id=account.id)
 
     # --- what operators set (``idp policy``) ---------------------------------------------
     def record_for(self, school_code: str | None) -> PasswordPolicyRecord | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 
 from argon2 import PasswordHasher as Argon2Hasher
@@ -11,6 +12,24 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from idp.policy import HashingPolicy
 
 MAX_PASSWORD_LENGTH = 256
+# Letters and digits that cannot be mistaken for one another when read aloud or copied by hand.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def temporary_password() -> str:
+    """Return a random password for staff to hand over: four groups of four, about 91 bits.
+
+    It has upper and lower case, a digit and a symbol, so that it passes a school's classic rules too.
+    """
+    while True:
+        groups = ["".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(4)) for _ in range(4)]
+        password = "-".join(groups)
+        if (
+            any(c.isupper() for c in password)
+            and any(c.islower() for c in password)
+            and any(c.isdigit() for c in password)
+        ):
+            return password
 
 
 def normalise_password(password: str) -> str:

@@ -21,10 +21,10 @@ from idp.accounts.registration import (
 from idp.accounts.service import AccountService, InvalidCredentials, SignInContext
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import username_key
-from idp.accounts.verification import EmailVerification, MessageComposer
+from idp.accounts.verification import EmailVerification
 from idp.audit import audit
 from idp.db import DbSession
-from idp.mail.outbox import Outbox
+from idp.mail.notifications import Notifier
 from idp.students.guardianship import GuardianshipService
 from idp.students.models import GuardianLink, Student
 
@@ -51,8 +51,7 @@ class PreferencesService:
         registration: RegistrationService,
         guardianship: GuardianshipService,
         verification: EmailVerification,
-        outbox: Outbox,
-        composer: MessageComposer,
+        notifier: Notifier,
         options: DistrictOptions,
     ) -> None:
         self.session = session
@@ -61,8 +60,7 @@ class PreferencesService:
         self.registration = registration
         self.guardianship = guardianship
         self.verification = verification
-        self.outbox = outbox
-        self.composer = composer
+        self.notifier = notifier
         self.options = options
 
     def rules_for(self, account: Account) -> PasswordRules:
@@ -99,11 +97,7 @@ class PreferencesService:
         old = account.email
         if new.casefold() == old.casefold():
             return False
-        if not account.is_test_account:
-            subject, body = self.composer.compose("email_changed", account, old_email=old, new_email=new)
-            self.outbox.queue(
-                to=old, subject=subject, body=body, purpose="email_changed", account_id=account.id
-            )
+        self.notifier.send(account, "email_changed", to=old, old_email=old, new_email=new)
         account.email = new
         account.email_verified_at = None
         self.session.flush()
@@ -112,14 +106,23 @@ class PreferencesService:
         return True
 
     def change_password(
-        self, account: Account, *, current: str, new: str, confirm: str, context: SignInContext
+        self,
+        account: Account,
+        *,
+        current: str,
+        new: str,
+        confirm: str,
+        context: SignInContext,
+        required: bool = False,
     ) -> None:
         """Check the current password (under the sign-in lockout) and the rules; then change it.
 
+        ``required`` is the forced change at sign-in (temporary or expired password): the district
+        cannot forbid it, and the new password must differ from the current one whatever the history.
         Raises ``ChangeNotAllowed``, ``ChangeRefused`` with every violation, or the lockout's
         ``LockedOut`` when the username is locked.
         """
-        if not self.options.allow_password_change:
+        if not required and not self.options.allow_password_change:
             raise ChangeNotAllowed()
         rules = self.policies.rules_for_account(account)
         problems = Problems(rules=rules)
@@ -138,12 +141,14 @@ class PreferencesService:
         except InvalidCredentials:
             violations.insert(0, Violation.CURRENT_WRONG)
         # History is looked at only once the holder has proved who they are.
-        if not violations and self.policies.was_used_before(account, new, rules):
+        reused = self.policies.reuses if required else self.policies.was_used_before
+        if not violations and reused(account, new, rules):
             violations.append(Violation.REUSED)
         if violations:
             problems.password = violations
             raise ChangeRefused(problems)
         self.policies.set_password(account, new)
+        self.notifier.send(account, "password_changed")
 
     def add_student(self, account: Account, entry: StudentEntry, *, ip_address: str | None) -> Student:
         """Link one more student by Access ID."""
@@ -158,7 +163,13 @@ class PreferencesService:
         if self._is_linked(account, student):
             problems.rows[0] = RowProblem(Problem.ROW_ALREADY_LINKED)
             raise ChangeRefused(problems)
-        self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
+        link = self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
+        self.notifier.send(
+            account,
+            "student_linked",
+            student_name=f"{student.first_name} {student.last_name}",
+            relationship=link.relationship,
+        )
         return student
 
     def choose_primary(self, account: Account, student_id: str) -> Student:

@@ -11,6 +11,7 @@ from idp import metrics
 from idp.accounts.devices import TrustedDevice
 from idp.accounts.lockout import Attempt, LockedOut, Lockout
 from idp.accounts.models import Account, AccountStatus, AccountType
+from idp.accounts.password_policy import ChangeReason, PasswordPolicyService
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
@@ -35,6 +36,18 @@ class UsernameTaken(ValueError):
     pass
 
 
+class PasswordChangeRequired(Exception):
+    """The password is right but temporary or expired: "Change Your Password" comes first.
+
+    Nothing of the sign-in is recorded yet; ``AccountService.record_signin`` does that after the change.
+    """
+
+    def __init__(self, account: Account, reason: ChangeReason) -> None:
+        super().__init__(reason.value)
+        self.account = account
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class SignInContext:
     ip_address: str | None = None
@@ -51,12 +64,15 @@ class AccountService:
         hasher: PasswordHasher,
         clock: Clock,
         lockout: Lockout | None = None,
+        policies: PasswordPolicyService | None = None,
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.clock = clock
         # None only where no brute-force protection applies (unit tests of other rules).
         self.lockout = lockout
+        # None only where no password is ever forced to change (unit tests of other rules).
+        self.policies = policies
 
     def find_by_username(self, username: str) -> Account | None:
         return self.session.execute(
@@ -107,14 +123,22 @@ class AccountService:
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             audit(self.session, "password_hash.upgraded", account_id=account.id)
+        reason = self.policies.change_due(account) if self.policies is not None else None
+        if reason is not None:
+            audit(self.session, "signin.password_change_required", account_id=account.id, reason=reason.value)
+            raise PasswordChangeRequired(account, reason)
+        self.record_signin(account, context)
+        return account
+
+    def record_signin(self, account: Account, context: SignInContext) -> None:
+        """Count a completed sign-in: the previous one becomes ``last_login_at`` (a claim)."""
         account.last_login_at, account.last_login_ip = (
             account.current_login_at,
             account.current_login_ip,
         )
-        account.current_login_at, account.current_login_ip = now, context.ip_address
+        account.current_login_at, account.current_login_ip = self.clock.now(), context.ip_address
         account.login_count += 1
         audit(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
-        return account
 
     def verify_password(self, account: Account, password: str, context: SignInContext) -> None:
         """Check ``account``'s current password (the change-password page) under the sign-in lockout.

@@ -103,14 +103,27 @@ class SessionService:
         ).first()
         if row is None:
             return None
-        client_ids = self.session.execute(
-            select(SessionClient.client_id)
-            .where(SessionClient.op_session_id == row.id)
-            .order_by(SessionClient.created_at)
-        ).scalars()
-        ended = EndedSession(row.sid, row.account_id, tuple(client_ids))
+        ended = self._ending(row.id, row.sid, row.account_id)
         self.session.execute(delete(OPSession).where(OPSession.id == row.id))
         return ended
+
+    def end_all(self, account_id: str) -> list[EndedSession]:
+        """End every session of the account (a password reset); return them for their portals."""
+        rows = self.session.execute(
+            select(OPSession.id, OPSession.sid).where(OPSession.account_id == account_id)
+        ).all()
+        ended = [self._ending(row.id, row.sid, account_id) for row in rows]
+        if rows:
+            self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
+        return ended
+
+    def _ending(self, op_session_id: str, sid: str, account_id: str) -> EndedSession:
+        client_ids = self.session.execute(
+            select(SessionClient.client_id)
+            .where(SessionClient.op_session_id == op_session_id)
+            .order_by(SessionClient.created_at)
+        ).scalars()
+        return EndedSession(sid, account_id, tuple(client_ids))
 
     def remember_client(self, op_session_id: str, client_id: str) -> None:
         """Record that ``client_id`` signed in through this session (once per pair, race-free)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
@@ -17,6 +17,7 @@ from idp.accounts.models import Account, AccountStatus
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
+from idp.mail.compose import MessageComposer as MessageComposer  # moved there; re-exported
 from idp.mail.outbox import Outbox
 
 SALT = "idp.email-verification"
@@ -24,14 +25,6 @@ LINK_LIFE = timedelta(days=3)
 # At most this many verification mails per account within RESEND_WINDOW.
 RESEND_LIMIT = 3
 RESEND_WINDOW = timedelta(hours=1)
-
-
-class MessageComposer(Protocol):
-    """Words a message (the web layer renders templates in the user's language)."""
-
-    def compose(self, kind: str, account: Account, **values: Any) -> tuple[str, str]:
-        """Return (subject, body) of message ``kind`` for ``account``."""
-        ...
 
 
 class LinkBuilder(Protocol):
@@ -90,11 +83,16 @@ class EmailVerification:
             and self.outbox.queued_since(account.id, "email_verification", RESEND_WINDOW) >= RESEND_LIMIT
         ):
             raise TooManyVerificationMails()
-        subject, body = self.composer.compose(
+        composed = self.composer.compose(
             "email_verification", account, link=self.link(self.token_for(account)), days=LINK_LIFE.days
         )
         self.outbox.queue(
-            to=account.email, subject=subject, body=body, purpose="email_verification", account_id=account.id
+            to=account.email,
+            subject=composed.subject,
+            body=composed.text,
+            html=composed.html,
+            purpose="email_verification",
+            account_id=account.id,
         )
         audit(self.session, "email_verification.sent", account_id=account.id)
         return True

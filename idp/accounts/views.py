@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from idp.accounts.change_ticket import start_required_change
 from idp.accounts.forms import SignInForm, SignOutForm
 from idp.accounts.lockout import LockedOut
-from idp.accounts.service import AccountDisabled, AccountExpired, InvalidCredentials
+from idp.accounts.models import Account
+from idp.accounts.service import (
+    AccountDisabled,
+    AccountExpired,
+    InvalidCredentials,
+    PasswordChangeRequired,
+)
+from idp.accounts.sessions import EndedSession
 from idp.accounts.wiring import signin_needs_verification
 from idp.audit import audit
 from idp.extensions import csrf, db
@@ -61,6 +71,9 @@ def signin() -> Response | str:
     except AccountDisabled:
         db.session.commit()
         return render_signin(form, pending, error=_("This account is disabled."))
+    except PasswordChangeRequired as required:
+        db.session.commit()
+        return start_required_change(required, pending.id if pending is not None else None)
     if signin_needs_verification(account):
         # The district wants verified addresses: nothing of this sign-in is kept but its refusal.
         db.session.rollback()
@@ -68,6 +81,19 @@ def signin() -> Response | str:
         db.session.commit()
         message = _("Verify your email address before you sign in: open the link we emailed you.")
         return render_signin(form, pending, error=message, unverified=True)
+    return finish_signin(account, pending.id if pending is not None else None)
+
+
+def finish_signin(
+    account: Account, request_id: str | None, *, ended_elsewhere: Sequence[EndedSession] = ()
+) -> Response:
+    """Start the session of a completed sign-in, commit, and go on to the pending authorization.
+
+    ``ended_elsewhere`` are sessions the sign-in ended (a password reset ends them all): their
+    portals hear of it after the commit, like those of a session this browser had for someone else.
+    """
+    rt = runtime()
+    context = signin_context()
     sessions = rt.sessions()
     # Session fixation: whatever session the browser had, it gets a new id now.
     ended = sessions.end(request.cookies.get(session_cookie_name()))
@@ -75,10 +101,17 @@ def signin() -> Response | str:
         account, ip_address=context.ip_address, user_agent=context.user_agent, continues=ended
     )
     db.session.commit()
+    # Portals of sessions that are gone hear of it (Back-Channel Logout 1.0); signing in again as
+    # the same account continues the browser's session instead.
+    to_tell = [*ended_elsewhere]
     if ended is not None and ended.account_id != account.id:
-        # Someone else's session ended here: its portals hear of it (Back-Channel Logout 1.0).
-        rt.backchannel().notify(ended)
+        to_tell.append(ended)
+    if to_tell:
+        backchannel = rt.backchannel()
+        for gone in to_tell:
+            backchannel.notify(gone)
         db.session.commit()
+    pending = find_pending_request(request_id)
     target = (
         url_for("oauth.continue_authorization", request_id=pending.id)
         if pending is not None

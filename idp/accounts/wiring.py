@@ -11,12 +11,15 @@ from idp.accounts.lockout import LockoutKeys, MemoryLockoutStore
 from idp.accounts.models import Account, AccountStatus
 from idp.accounts.password_policy import PasswordPolicyService
 from idp.accounts.preferences import PreferencesService
+from idp.accounts.recovery import RecoveryService
 from idp.accounts.registration import RegistrationService
 from idp.accounts.verification import EmailVerification
 from idp.extensions import db
 from idp.mail.compose import TemplateComposer
 from idp.mail.delivery import FileTransport, deliver_due, transport_for
+from idp.mail.notifications import Notifier
 from idp.mail.outbox import Outbox
+from idp.policy import RecoveryPolicy
 from idp.runtime import runtime
 from idp.students.access import AccessPolicy, StudentAccess
 
@@ -56,6 +59,10 @@ def outbox() -> Outbox:
     return Outbox(db.session, clock=runtime().clock)
 
 
+def notifier() -> Notifier:
+    return Notifier(db.session, outbox=outbox(), composer=TemplateComposer())
+
+
 def email_verification() -> EmailVerification:
     rt = runtime()
     return EmailVerification(
@@ -91,9 +98,26 @@ def preferences(options: DistrictOptions | None = None) -> PreferencesService:
         registration=registration(options),
         guardianship=rt.guardianship(),
         verification=email_verification(),
-        outbox=outbox(),
-        composer=TemplateComposer(),
+        notifier=notifier(),
         options=options,
+    )
+
+
+def recovery() -> RecoveryService:
+    rt = runtime()
+    issuer = rt.settings.issuer.rstrip("/")
+    return RecoveryService(
+        db.session,
+        clock=rt.clock,
+        policy=RecoveryPolicy.from_settings(rt.settings),
+        accounts=rt.accounts(),
+        policies=password_policies(),
+        sessions=rt.sessions(),
+        families=rt.families(),
+        notifier=notifier(),
+        outbox=outbox(),
+        link=lambda token: f"{issuer}/reset/{token}",
+        lockout=rt.lockout,
     )
 
 

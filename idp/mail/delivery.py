@@ -22,7 +22,10 @@ from idp.mail.models import OutboundEmail
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
-MAX_ATTEMPTS = 10
+# 1, 2, 4 … 32 minutes, then hourly: the last attempt comes about a day after the first, so an
+# SMTP outage of a day loses nothing. A row that runs out of attempts stays in the table, with
+# its ``last_error``, and is no longer tried.
+MAX_ATTEMPTS = 30
 
 
 class Transport(Protocol):
@@ -48,7 +51,7 @@ class FileTransport:
 class SMTPTransport:
     """``smtp://`` (port 25), ``smtp+starttls://`` (587) and ``smtps://`` (465), as the README says."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         self.scheme = parts.scheme
         self.host = parts.hostname or "localhost"
@@ -57,9 +60,12 @@ class SMTPTransport:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
+        self.context = context
 
     def send(self, message: EmailMessage) -> None:
-        context = ssl.create_default_context()
+        # The default context verifies the server's certificate and name against the system's
+        # CAs (or SSL_CERT_FILE); tests pass a context that trusts their own CA.
+        context = self.context or ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.scheme == "smtps":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
@@ -93,6 +99,9 @@ def as_email(row: OutboundEmail, sender: str) -> EmailMessage:
     message["Date"] = format_datetime(row.created_at)
     message["Message-ID"] = make_msgid(idstring=row.id, domain=sender.rpartition("@")[2] or "localhost")
     message.set_content(row.body_text)
+    if row.body_html is not None:
+        # multipart/alternative: mail programs show the last part they can, the HTML one.
+        message.add_alternative(row.body_html, subtype="html")
     return message
 
 
@@ -130,12 +139,22 @@ def deliver_due(
             break
         try:
             transport.send(as_email(row, sender))
-        except (OSError, smtplib.SMTPException) as error:
+        # Any error, not only the network's and SMTP's: one bad row must not stop the others.
+        except Exception as error:
             row.attempts += 1
             row.last_error = f"{type(error).__name__}: {error}"[:500]
             row.next_attempt_at = now + backoff(row.attempts)
             failed += 1
-            log.warning("mail %s to %s failed: %s", row.id, row.to_address, row.last_error)
+            if row.attempts >= MAX_ATTEMPTS:
+                log.error(
+                    "mail %s to %s given up after %d attempts: %s",
+                    row.id,
+                    row.to_address,
+                    row.attempts,
+                    row.last_error,
+                )
+            else:
+                log.warning("mail %s to %s failed: %s", row.id, row.to_address, row.last_error)
         else:
             row.attempts += 1
             row.sent_at = now

@@ -19,6 +19,8 @@ class OutboundEmail(Base):
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     body_text: Mapped[str] = mapped_column(Text)
+    # The same words as HTML, sent as a multipart/alternative beside the plain text.
+    body_html: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[utc_now]
     next_attempt_at: Mapped[utc_time]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

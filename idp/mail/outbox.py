@@ -24,6 +24,7 @@ class Outbox:
         body: str,
         purpose: str,
         account_id: str | None = None,
+        html: str | None = None,
     ) -> OutboundEmail:
         """Add a message to the outbox; it is sent only if the caller's transaction commits."""
         now = self.clock.now()
@@ -33,6 +34,7 @@ class Outbox:
             to_address=to,
             subject=subject[:200],
             body_text=body,
+            body_html=html,
             created_at=now,
             next_attempt_at=now,
             attempts=0,

@@ -205,6 +205,19 @@ class TokenFamilyService:
         if family is not None:
             self.revoke(family, reason=reason)
 
+    def revoke_for_account(self, account_id: str, *, reason: str) -> int:
+        """Revoke every live family of the account (a password reset); return how many."""
+        families = list(
+            self.session.execute(
+                select(RefreshTokenFamily).where(
+                    RefreshTokenFamily.account_id == account_id, RefreshTokenFamily.revoked_at.is_(None)
+                )
+            ).scalars()
+        )
+        for family in families:
+            self.revoke(family, reason=reason)
+        return len(families)
+
     def revoke_for_code(self, authorization_code_id: str, *, reason: str) -> None:
         """Revoke what the code's first redemption issued (RFC 6749 4.1.2: SHOULD)."""
         families = self.session.execute(
