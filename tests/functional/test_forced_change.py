@@ -93,9 +93,7 @@ def test_a_temporary_password_leads_to_change_your_password_without_a_session(
     assert "Change Your Password" in page and "Your password is temporary." in page
 
 
-def test_changing_it_signs_in_and_continues_the_authorization(
-    client: FlaskClient, make_parent, make_client
-):
+def test_changing_it_signs_in_and_continues_the_authorization(client: FlaskClient, make_parent, make_client):
     parent = make_parent(temporary=True)
     portal = make_client()
     auth = AuthRequest(portal.client_id)
@@ -224,9 +222,7 @@ def test_set_temporary_password_prints_one_and_forces_a_change(app: Flask, clien
     elsewhere = FlaskClient(client.application, use_cookies=True)
     assert sign_in(elsewhere, parent.username).status_code == 303
 
-    result = app.test_cli_runner().invoke(
-        args=["accounts", "set-temporary-password", parent.username]
-    )
+    result = app.test_cli_runner().invoke(args=["accounts", "set-temporary-password", parent.username])
     db.session.rollback()
 
     assert result.exit_code == 0, result.output
