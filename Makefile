@@ -22,8 +22,8 @@ test: setup
 	bash scripts/test.sh
 
 lint: setup
-	$(BIN)/ruff check idp tests bench
-	$(BIN)/ruff format --check idp tests bench
+	$(BIN)/ruff check idp relying_party_demo tests bench
+	$(BIN)/ruff format --check idp relying_party_demo tests bench
 
 typecheck: setup
 	$(BIN)/mypy

@@ -23,7 +23,7 @@ if ! command -v chromium >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
 fi
 
-"$BIN/ruff" check idp tests bench
-"$BIN/ruff" format --check idp tests bench
+"$BIN/ruff" check idp relying_party_demo tests bench
+"$BIN/ruff" format --check idp relying_party_demo tests bench
 "$BIN/mypy"
 "$BIN/pytest" "$@"

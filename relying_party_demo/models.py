@@ -1,0 +1,32 @@
+"""The portal's one table: its server-side sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from relying_party_demo.db import Base
+
+
+class StoredSession(Base):
+    """A browser's session: the cookie holds a random id, this row its SHA-256.
+
+    ``data`` is what Flask keeps in ``session`` (Authlib's pending state, the CSRF secret);
+    the signed-in columns are set from a verified ID token. ``op_sid`` and ``account_sub``
+    are what a back-channel logout token names (OIDC Back-Channel Logout 1.0 2.4).
+    """
+
+    __tablename__ = "portal_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    account_sub: Mapped[str | None] = mapped_column(String(255), index=True)
+    op_sid: Mapped[str | None] = mapped_column(String(255), index=True)
+    id_token: Mapped[str | None] = mapped_column(Text)
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    signed_in_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
