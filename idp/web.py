@@ -25,6 +25,10 @@ def wtforms_catalogue(locale: str) -> support.NullTranslations:
     return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 
+LANGUAGE_COOKIE = "idp_lang"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+
 def init_web(app: Flask) -> None:
     """Cookies scoped by host, CSRF on every form, Babel, and the proxies we trust."""
     settings = app.extensions[EXTENSION_KEY].settings
@@ -58,6 +62,16 @@ def init_web(app: Flask) -> None:
         return {"languages": settings.languages, "current_locale": select_locale()}
 
     @app.after_request
+    def _remember_language(response: Response) -> Response:
+        # A choice made with the selector (?lang=) holds for the pages and posts that follow.
+        chosen = request.args.get("lang")
+        if chosen in settings.languages and chosen != request.cookies.get(LANGUAGE_COOKIE):
+            response.set_cookie(
+                LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_AGE, secure=secure, samesite="Lax"
+            )
+        return response
+
+    @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -73,7 +87,7 @@ def init_web(app: Flask) -> None:
 
 def select_locale() -> str:
     languages = runtime().settings.languages
-    chosen = request.args.get("lang") or request.cookies.get("idp_lang")
+    chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     if chosen in languages:
         return chosen
     preferred: str = request.environ.get(UI_LOCALES_KEY, "")

@@ -218,6 +218,22 @@ def test_ui_locales_picks_the_first_offered_language_of_the_pages(bilingual, mak
     assert '<html lang="en">' in chosen
 
 
+def test_the_language_selector_keeps_the_request_and_remembers_the_choice(bilingual, make_client):
+    http = bilingual.test_client()
+    portal = make_client()
+    request_id = signin_request_id(http.get(AuthRequest(portal.client_id).url()))
+
+    page = http.get(f"/signin?request={request_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    chosen = http.get(f"/signin?request={request_id}&lang=es")
+    later = http.get("/signin/trouble", headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+    # The selector's form carries the page's own query, and works without script (its button).
+    assert f'<input type="hidden" name="request" value="{request_id}">' in page
+    assert 'id="lang-apply"' in page and "onchange" not in page
+    assert "idp_lang=es" in chosen.headers["Set-Cookie"]
+    assert '<html lang="es">' in later  # the cookie outlasts the one page
+
+
 def test_ui_locales_of_unoffered_languages_falls_back(bilingual, make_client):
     http = bilingual.test_client()
     portal = make_client()
