@@ -17,6 +17,7 @@ from idp.accounts.models import AccountType
 from idp.accounts.password_policy import PasswordPolicyService
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, temporary_password
 from idp.accounts.service import UsernameTaken
+from idp.accounts.wiring import district_options
 from idp.audit import audit
 from idp.demo import DEFAULT_RP_BASE_URL, seed_demo
 from idp.extensions import db
@@ -281,11 +282,13 @@ def accounts_create(
             temporary=temporary,
         )
         guardianship = rt.guardianship()
+        # The district's own labels (``idp district set --relationships``), as the forms offer them.
+        allowed = district_options().relationships if links else ()
         for link in links:
             sis_id, sep, relationship = link.partition(":")
             if not sep or not sis_id:
                 _fail(f"--link takes STUDENT_ID:RELATIONSHIP, not {link!r}")
-            guardianship.link(account, guardianship.student_by_sis_id(sis_id), relationship)
+            guardianship.link(account, guardianship.student_by_sis_id(sis_id), relationship, allowed=allowed)
         db.session.commit()
     except (UsernameTaken, UnknownRelationship, ValueError) as error:
         _fail(str(error))

@@ -275,6 +275,16 @@ def test_accounts_create_links_students_with_canonical_relationships(idp, zoe_an
     assert signs_in("dana.rivera", "maple-river-lunchbox-42")
 
 
+def test_accounts_create_links_with_the_district_labels(idp, zoe_and_adam):
+    assert idp("district", "set", "--relationships", "Mother,Father,Aunt").exit_code == 0
+
+    with_aunt = create_account(idp, "--link", "100234:aunt")
+    with_stepparent = create_account(idp, "--username", "other.parent", "--link", "100235:stepparent")
+
+    assert with_aunt.exit_code == 0, with_aunt.output
+    assert with_stepparent.exit_code != 0 and "stepparent" in with_stepparent.output.lower()
+
+
 @pytest.mark.parametrize(
     ("links", "fragment"),
     [
