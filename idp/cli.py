@@ -11,7 +11,7 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from idp.accounts.models import AccountType
 from idp.accounts.password_policy import PasswordPolicyService
@@ -416,19 +416,30 @@ def keys_prune() -> None:
 def _change_keys(change: Callable[[KeyRotation], KeyChanges]) -> None:
     """Make one key-set change, audit each of its events, and print what happened."""
     rt = runtime()
+
+    def audit_events(events: tuple[KeyEvent, ...]) -> None:
+        # Flushed before the manifest is written, committed after: a database that cannot take the
+        # audit rows stops the change (a failed commit after a flushed insert is all that is left).
+        for event in events:
+            audit(db.session, event.name, at=rt.clock.now(), kid=event.kid, alg=event.alg, **event.details)
+        db.session.flush()
+
     rotation = KeyRotation(
         rt.settings.keys_dir,
         clock=rt.clock,
         timings=KeyTimings.from_settings(rt.settings),
         passphrase=rt.settings.keys_passphrase,
+        record=audit_events,
     )
     try:
         changes = change(rotation)
     except (KeyChangeRefused, KeySetError) as error:
         _fail(str(error))
         return
-    for event in changes.events:
-        audit(db.session, event.name, at=rt.clock.now(), kid=event.kid, alg=event.alg, **event.details)
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        _fail(f"the audit log could not be written, so the keys were not changed: {error.__class__.__name__}")
+        return
     db.session.commit()
     rt.keys().reload()
     for event in changes.events:

@@ -173,12 +173,21 @@ class KeyRotation:
     """Rotate, retire, revoke and prune the keys in ``keys_dir``; each call is one atomic change."""
 
     def __init__(
-        self, keys_dir: Path, *, clock: Clock, timings: KeyTimings, passphrase: str | None = None
+        self,
+        keys_dir: Path,
+        *,
+        clock: Clock,
+        timings: KeyTimings,
+        passphrase: str | None = None,
+        record: Callable[[tuple[KeyEvent, ...]], None] | None = None,
     ) -> None:
         self.keys_dir = keys_dir
         self.clock = clock
         self.timings = timings
         self.passphrase = passphrase
+        # Called with a change's events before its manifest is written (the CLI writes the audit
+        # rows there): if recording fails, nothing changes, so no key change goes unaudited.
+        self.record = record
 
     # --- commands ------------------------------------------------------------------------
     def rotate(
@@ -333,6 +342,8 @@ class KeyRotation:
                 change(draft)
                 check_states(self.keys_dir / MANIFEST, draft.records)
                 if draft.changed:
+                    if self.record is not None:
+                        self.record(tuple(draft.events))
                     write_manifest(self.keys_dir, draft.records)
             except BaseException:
                 for path in draft.new_files:

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jws
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from idp.audit import AuditEvent
 from idp.cli import main
@@ -121,6 +121,25 @@ def test_rotate_after_the_lead_time_signs_with_the_next_key_and_audits_it(idp, c
     assert {active, upcoming, kid("next")} <= published_kids(client)
     (details,) = audited("key.rotated")
     assert details == {"kid": upcoming, "alg": "RS256", "retired": active, "next": kid("next")}
+
+
+def test_a_key_change_the_audit_log_cannot_record_is_not_made(idp, settings: Settings):
+    manifest = (settings.keys_dir / MANIFEST).read_bytes()
+    files = sorted(settings.keys_dir.iterdir())
+    # The audit table out of reach: every insert into it fails, as with a database that is down.
+    db.session.execute(text("ALTER TABLE audit_event RENAME TO audit_event_away"))
+    db.session.commit()
+    try:
+        result = idp("keys", "rotate", "--alg", "RS256", "--force")
+    finally:
+        db.session.rollback()
+        db.session.execute(text("ALTER TABLE audit_event_away RENAME TO audit_event"))
+        db.session.commit()
+
+    assert_failed_with_one_line(result, "audit log", "not changed")
+    assert (settings.keys_dir / MANIFEST).read_bytes() == manifest
+    assert sorted(settings.keys_dir.iterdir()) == files  # the new next key's files are gone again
+    assert audited("key.rotated") == []
 
 
 def test_rotate_force_promotes_a_young_next_key(idp, clock):
