@@ -35,8 +35,9 @@ def configure(app: Flask, settings: Settings, *, clock: Clock | None = None) -> 
     app.config.update(
         SECRET_KEY=resolve_secret_key(settings, instance),
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings.database_url, instance),
-        # A file database cannot drop a connection: pinging it costs every request for nothing.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not settings.database_url.startswith("sqlite")},
+        # No pool_pre_ping: a round trip on every checkout. idp.db checks pooled PostgreSQL
+        # connections without one, and pings only those that may be gone.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False},
         JSON_SORT_KEYS=False,
     )
     clock = clock or SystemClock()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import secrets
+import select
 import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeAlias
 
-from sqlalchemy import Boolean, DateTime, MetaData, String, TypeDecorator, event
+import psycopg
+from sqlalchemy import Boolean, DateTime, MetaData, String, TypeDecorator, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry, scoped_session
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 # Stable constraint names keep Alembic diffs identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -96,3 +100,58 @@ def _begin_immediate(connection: Any) -> None:
     # wait (busy_timeout) instead of failing later with "database is locked".
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# A pooled PostgreSQL connection idle this long is pinged before use: a NAT or firewall may have
+# dropped it silently, which nothing on the socket shows.
+PING_AFTER_IDLE_S = 30.0
+_IDLE_SINCE = "idp.idle_since"
+
+
+def needs_ping(dbapi_connection: psycopg.Connection[Any], idle_for: float) -> bool:
+    """Return whether a pooled PostgreSQL connection must be pinged before it is handed out.
+
+    An idle connection has nothing to read: a readable socket means the server closed it (a
+    restart, ``pg_terminate_backend``, ``idle_session_timeout``: PostgreSQL sends its FATAL
+    message first) or sent something unasked; either way a real ping decides.
+    """
+    if dbapi_connection.closed or dbapi_connection.broken or idle_for >= PING_AFTER_IDLE_S:
+        return True
+    try:
+        # poll, not select: no limit on the descriptor's number; a hang-up or error counts too.
+        poller = select.poll()
+        poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+
+
+@event.listens_for(Pool, "checkin")
+def _note_idle(_dbapi_connection: Any, record: ConnectionPoolEntry | None) -> None:
+    if record is not None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+
+@event.listens_for(Pool, "checkout")
+def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Pessimistic disconnect handling without a round trip per checkout (replaces pool_pre_ping).
+
+    SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` at every checkout: a round trip on every
+    request (two on a sign-in). Here a ping is sent only when ``needs_ping`` says so; a dead
+    connection raises ``DisconnectionError``, which makes the pool replace it and retry, as
+    ``pool_pre_ping`` would.
+    """
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return  # SQLite: a file cannot drop the connection
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is None:
+        return  # just connected
+    if not needs_ping(dbapi_connection, time.monotonic() - idle_since):
+        return
+    try:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.autocommit = autocommit
+    except psycopg.Error as error:
+        raise exc.DisconnectionError(f"pooled connection is gone: {error}") from error

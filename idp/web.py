@@ -29,6 +29,19 @@ LANGUAGE_COOKIE = "idp_lang"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 
 
+class _RequestWTFormsCatalogue:
+    """WTForms' catalogue in the current request's locale, looked up when a message is worded."""
+
+    def ugettext(self, string: str) -> str:
+        return str(wtforms_catalogue(str(flask_babel.get_locale())).ugettext(string))
+
+    def ungettext(self, singular: str, plural: str, n: int) -> str:
+        return str(wtforms_catalogue(str(flask_babel.get_locale())).ungettext(singular, plural, n))
+
+
+_LAZY_WTFORMS_CATALOGUE = _RequestWTFormsCatalogue()
+
+
 def init_web(app: Flask) -> None:
     """Cookies scoped by host, CSRF on every form, Babel, and the proxies we trust."""
     settings = app.extensions[EXTENSION_KEY].settings
@@ -54,8 +67,9 @@ def init_web(app: Flask) -> None:
 
     @app.before_request
     def _wtforms_translations() -> None:
-        # Flask-WTF would read WTForms' catalogue from disk once per request; keep one per locale.
-        request.wtforms_translations = wtforms_catalogue(str(flask_babel.get_locale()))  # type: ignore[attr-defined]
+        # Flask-WTF would read WTForms' catalogue from disk once per request; keep one per locale,
+        # chosen only when WTForms words a message (most requests never need the locale).
+        request.wtforms_translations = _LAZY_WTFORMS_CATALOGUE  # type: ignore[attr-defined]
 
     @app.context_processor
     def _languages() -> dict[str, object]:
@@ -64,7 +78,7 @@ def init_web(app: Flask) -> None:
     @app.after_request
     def _remember_language(response: Response) -> Response:
         # A choice made with the selector (?lang=) holds for the pages and posts that follow.
-        chosen = request.args.get("lang")
+        chosen = request.args.get("lang", "")
         if chosen in settings.languages and chosen != request.cookies.get(LANGUAGE_COOKIE):
             response.set_cookie(
                 LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_AGE, secure=secure, samesite="Lax"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 
 from idp.accounts.models import Account
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher, normalise_password
@@ -131,6 +131,10 @@ class PasswordRules:
 
 DISTRICT_DEFAULT = PasswordRules()
 
+# Only a policy with a maximum age can expire a password: most districts have none. The sign-in's
+# account look-up carries this as a column (AccountService.authenticate), so it costs no query.
+ANY_MAX_AGE_POLICY = exists().where(PasswordPolicyRecord.max_age_days.is_not(None))
+
 
 class ChangeReason(enum.StrEnum):
     """Why the sign-in stops at "Change Your Password"."""
@@ -234,16 +238,18 @@ class PasswordPolicyService:
         ).scalars()
         return self.rules_for_schools(school_ids)
 
-    def change_due(self, account: Account) -> ChangeReason | None:
-        """Return why ``account`` must change its password before signing in, if it must."""
+    def change_due(self, account: Account, *, any_max_age: bool | None = None) -> ChangeReason | None:
+        """Return why ``account`` must change its password before signing in, if it must.
+
+        ``any_max_age``: whether any policy sets a maximum age (``ANY_MAX_AGE_POLICY``), when the
+        caller read it already; otherwise it is looked up.
+        """
         if account.must_change_password or account.password_changed_at is None:
             return ChangeReason.TEMPORARY
-        # Only a policy with a maximum age can expire a password: most districts have none, and
-        # the sign-in then pays one indexed look-up for the rule instead of computing the rules.
-        any_max_age = self.session.execute(
-            select(PasswordPolicyRecord.id).where(PasswordPolicyRecord.max_age_days.is_not(None)).limit(1)
-        ).first()
         if any_max_age is None:
+            any_max_age = bool(self.session.execute(select(ANY_MAX_AGE_POLICY)).scalar())
+        if not any_max_age:
+            # No policy can have expired it: the rules need not be computed.
             return None
         rules = self.rules_for_account(account)
         if rules.has_expired(account.password_changed_at, self.clock.now()):

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import metrics
 from idp.accounts.devices import TrustedDevice
 from idp.accounts.lockout import Attempt, LockedOut, Lockout
 from idp.accounts.models import Account, AccountStatus, AccountType
-from idp.accounts.password_policy import ChangeReason, PasswordPolicyService
+from idp.accounts.password_policy import ANY_MAX_AGE_POLICY, ChangeReason, PasswordPolicyService
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
-from idp.audit import audit
+from idp.audit import audit, audit_now
 from idp.clock import Clock
 from idp.db import DbSession
+
+# The sign-in's statements, built once. The look-up also says whether any password policy sets a
+# maximum age, so that a sign-in that cannot have expired asks nothing more (change_due).
+_SIGNIN_LOOKUP = select(Account, ANY_MAX_AGE_POLICY.label("any_max_age")).where(
+    Account.username_key == bindparam("username_key")
+)
+_ACCOUNTS = cast(Table, Account.__table__)
+_SIGNIN_COLUMNS = ("last_login_at", "last_login_ip", "current_login_at", "current_login_ip", "login_count")
+_RECORD_SIGNIN = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values({name: bindparam(name) for name in _SIGNIN_COLUMNS})
+)
 
 
 class InvalidCredentials(Exception):
@@ -91,14 +106,16 @@ class AccountService:
 
     def authenticate(self, username: str, password: str, context: SignInContext) -> Account:
         """Return the account if ``password`` is right, recording the sign-in; else raise."""
-        account = None
+        account, any_max_age = None, False
         # NUL is in no username, and PostgreSQL refuses it in a query parameter (an error, not a miss).
         if (
             len(username) <= MAX_USERNAME_LENGTH * 4
             and len(password) <= MAX_PASSWORD_LENGTH
             and "\x00" not in username
         ):
-            account = self.find_by_username(username)
+            found = self.session.execute(_SIGNIN_LOOKUP, {"username_key": username_key(username)}).first()
+            if found is not None:
+                account, any_max_age = found[0], bool(found[1])
         # End the lookup's transaction before argon2: on SQLite every transaction holds the one
         # write lock (BEGIN IMMEDIATE), and no writer should queue behind a password hash.
         self.session.commit()
@@ -123,7 +140,9 @@ class AccountService:
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             audit(self.session, "password_hash.upgraded", account_id=account.id)
-        reason = self.policies.change_due(account) if self.policies is not None else None
+        reason = (
+            self.policies.change_due(account, any_max_age=any_max_age) if self.policies is not None else None
+        )
         if reason is not None:
             audit(self.session, "signin.password_change_required", account_id=account.id, reason=reason.value)
             raise PasswordChangeRequired(account, reason)
@@ -132,13 +151,19 @@ class AccountService:
 
     def record_signin(self, account: Account, context: SignInContext) -> None:
         """Count a completed sign-in: the previous one becomes ``last_login_at`` (a claim)."""
-        account.last_login_at, account.last_login_ip = (
-            account.current_login_at,
-            account.current_login_ip,
-        )
-        account.current_login_at, account.current_login_ip = self.clock.now(), context.ip_address
-        account.login_count += 1
-        audit(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
+        values: dict[str, Any] = {
+            "last_login_at": account.current_login_at,
+            "last_login_ip": account.current_login_ip,
+            "current_login_at": self.clock.now(),
+            "current_login_ip": context.ip_address,
+            "login_count": account.login_count + 1,
+        }
+        # One Core UPDATE now rather than the unit of work at commit (a third of a millisecond
+        # on every sign-in); the loaded account is told the values as committed, not as changes.
+        self.session.execute(_RECORD_SIGNIN, {"account_id": account.id, **values})
+        for name, value in values.items():
+            set_committed_value(account, name, value)
+        audit_now(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
 
     def verify_password(self, account: Account, password: str, context: SignInContext) -> None:
         """Check ``account``'s current password (the change-password page) under the sign-in lockout.

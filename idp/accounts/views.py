@@ -17,6 +17,7 @@ from idp.accounts.service import (
     AccountExpired,
     InvalidCredentials,
     PasswordChangeRequired,
+    SignInContext,
 )
 from idp.accounts.sessions import EndedSession
 from idp.accounts.wiring import signin_needs_verification
@@ -24,7 +25,7 @@ from idp.audit import audit
 from idp.extensions import csrf, db
 from idp.limits import limit_signin
 from idp.oauth.logout import InvalidLogoutRequest, read_logout_request
-from idp.oauth.pending import find_pending_request
+from idp.oauth.pending import PendingRequest, find_pending_request
 from idp.oauth.server import query_client
 from idp.runtime import runtime
 from idp.web import (
@@ -81,19 +82,25 @@ def signin() -> Response | str:
         db.session.commit()
         message = _("Verify your email address before you sign in: open the link we emailed you.")
         return render_signin(form, pending, error=message, unverified=True)
-    return finish_signin(account, pending.id if pending is not None else None)
+    return finish_signin(account, pending, context=context)
 
 
 def finish_signin(
-    account: Account, request_id: str | None, *, ended_elsewhere: Sequence[EndedSession] = ()
+    account: Account,
+    pending_request: str | PendingRequest | None,
+    *,
+    ended_elsewhere: Sequence[EndedSession] = (),
+    context: SignInContext | None = None,
 ) -> Response:
     """Start the session of a completed sign-in, commit, and go on to the pending authorization.
 
+    ``pending_request``: the pending authorization request, or its id (looked up after the commit).
     ``ended_elsewhere`` are sessions the sign-in ended (a password reset ends them all): their
     portals hear of it after the commit, like those of a session this browser had for someone else.
+    ``context``: the sign-in's own, when the caller has it (reading the device cookie costs a MAC).
     """
     rt = runtime()
-    context = signin_context()
+    context = context or signin_context()
     sessions = rt.sessions()
     # Session fixation: whatever session the browser had, it gets a new id now.
     ended = sessions.end(request.cookies.get(session_cookie_name()))
@@ -111,7 +118,7 @@ def finish_signin(
         for gone in to_tell:
             backchannel.notify(gone)
         db.session.commit()
-    pending = find_pending_request(request_id)
+    pending = find_pending_request(pending_request) if isinstance(pending_request, str) else pending_request
     target = (
         url_for("oauth.continue_authorization", request_id=pending.id)
         if pending is not None

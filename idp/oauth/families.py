@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, insert, select, update
+from sqlalchemy import CursorResult, Insert, String, Table, bindparam, insert, literal_column, select, update
+from sqlalchemy.types import NullType
 
-from idp.audit import audit
+from idp.audit import AUDIT_EVENT_TABLE, audit
 from idp.clock import Clock
 from idp.db import DbSession, new_id
-from idp.oauth.models import RefreshToken, RefreshTokenFamily
+from idp.oauth.models import AuthorizationCode, RefreshToken, RefreshTokenFamily
 from idp.policy import TokenPolicy
 from idp.tokens import new_secret, secret_hash
 
@@ -59,9 +60,73 @@ class FoundRefreshToken:
         )
 
 
-# Core INSERTs on the tables, built once: the token endpoint's hot path (bench/token_exchange.py).
-_INSERT_FAMILY = insert(cast(Table, RefreshTokenFamily.__table__))
-_INSERT_TOKEN = insert(cast(Table, RefreshToken.__table__))
+# Core statements on the tables, built once: the token endpoint's hot path (bench/token_exchange.py).
+_CODES = cast(Table, AuthorizationCode.__table__)
+_FAMILIES = cast(Table, RefreshTokenFamily.__table__)
+_TOKENS = cast(Table, RefreshToken.__table__)
+_INSERT_FAMILY = insert(_FAMILIES)
+_INSERT_TOKEN = insert(_TOKENS)
+_INSERT_AUDIT = insert(AUDIT_EVENT_TABLE)
+_CONSUME_CODE = (
+    update(_CODES)
+    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+_FAMILY_COLUMNS = (
+    *("id", "client_id", "account_id", "authorization_code_id", "sid", "scope", "auth_time"),
+    *("created_at", "expires_at"),
+)
+_TOKEN_COLUMNS = ("id", "family_id", "token_hash", "created_at", "expires_at")
+_AUDIT_COLUMNS = ("id", "name", "occurred_at", "account_id", "client_id", "ip_address", "details")
+
+
+def _typed(table: Table, prefix: str, names: tuple[str, ...], **overrides: Any) -> list[Any]:
+    """Bound parameters typed as ``table``'s columns (PostgreSQL casts them: no unknown types)."""
+
+    def typed(name: str) -> Any:
+        column_type = table.c[name].type
+        # A foreign key's type is the referred column's, unknown until both tables are mapped.
+        return bindparam(
+            f"{prefix}{name}", type_=String() if isinstance(column_type, NullType) else column_type
+        )
+
+    return [overrides.get(name, typed(name)) for name in names]
+
+
+def _redeem_in_one_statement(*, offline: bool) -> Insert:
+    """PostgreSQL: consume the code, open its family, issue the refresh token and write the audit
+    row in one statement (data-modifying CTEs); the inserts select from the consumed row, so a
+    code already used writes nothing and the statement returns no row.
+
+    One round trip instead of four; the statement is atomic on its own.
+    """
+    consumed = _CONSUME_CODE.returning(_CODES.c.id).cte("consumed")
+    family = (
+        insert(_FAMILIES)
+        .from_select(
+            list(_FAMILY_COLUMNS),
+            select(*_typed(_FAMILIES, "family_", _FAMILY_COLUMNS, authorization_code_id=consumed.c.id)),
+        )
+        .returning(_FAMILIES.c.id)
+        .cte("family")
+    )
+    audit_row = select(*_typed(AUDIT_EVENT_TABLE, "audit_", _AUDIT_COLUMNS)).select_from(consumed)
+    statement: Insert = (
+        insert(AUDIT_EVENT_TABLE)
+        .from_select(list(_AUDIT_COLUMNS), audit_row)
+        .returning(literal_column("1"))
+        .add_cte(family)
+    )
+    if offline:
+        token = insert(_TOKENS).from_select(
+            list(_TOKEN_COLUMNS),
+            select(*_typed(_TOKENS, "token_", _TOKEN_COLUMNS, family_id=family.c.id)),
+        )
+        statement = statement.add_cte(token.cte("token"))
+    return statement
+
+
+_REDEEM = {offline: _redeem_in_one_statement(offline=offline) for offline in (False, True)}
 
 
 def looks_like_refresh_token(value: str) -> bool:
@@ -107,6 +172,64 @@ class TokenFamilyService:
             },
         )
         refresh_token = self._issue(family_id, expires_at, now) if offline else None
+        return FamilyStart(family_id, refresh_token)
+
+    def redeem_code(
+        self,
+        *,
+        code_id: str,
+        family_id: str,
+        client_id: str,
+        account_id: str,
+        sid: str | None,
+        scope: str,
+        auth_time: datetime,
+        offline: bool,
+        audit_row: dict[str, Any],
+    ) -> FamilyStart | None:
+        """Consume authorization code ``code_id`` once and open its family (``start``), with
+        ``audit_row`` (``idp.audit.audit_values``) recording it; None if the code was used already.
+
+        The consumption is one atomic ``UPDATE … WHERE used_at IS NULL``: of two concurrent
+        redemptions, one finds the row used and writes nothing.
+        """
+        now = self.clock.now()
+        expires_at = now + (self.policy.refresh_token_life if offline else self.policy.access_token_life)
+        family = {
+            "id": family_id,
+            "client_id": client_id,
+            "account_id": account_id,
+            "authorization_code_id": code_id,
+            "sid": sid,
+            "scope": scope,
+            "auth_time": auth_time,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        refresh_token = new_secret("rt") if offline else None
+        token = {
+            "id": new_id(),
+            "family_id": family_id,
+            "token_hash": secret_hash(refresh_token) if refresh_token else None,
+            "created_at": now,
+            "expires_at": min(now + self.policy.refresh_idle, expires_at),
+        }
+        if self.session.get_bind().dialect.name == "postgresql":
+            params: dict[str, Any] = {"code_id": code_id, "now": now}
+            params.update({f"family_{k}": v for k, v in family.items()})
+            params.update({f"audit_{k}": v for k, v in audit_row.items()})
+            if offline:
+                params.update({f"token_{k}": v for k, v in token.items()})
+            if self.session.execute(_REDEEM[offline], params).first() is None:
+                return None
+            return FamilyStart(family_id, refresh_token)
+        consumed = self.session.execute(_CONSUME_CODE, {"code_id": code_id, "now": now})
+        if cast(CursorResult[Any], consumed).rowcount != 1:
+            return None
+        self.session.execute(_INSERT_FAMILY, family)
+        if offline:
+            self.session.execute(_INSERT_TOKEN, token)
+        self.session.execute(_INSERT_AUDIT, audit_row)
         return FamilyStart(family_id, refresh_token)
 
     def issue_next(self, family: RefreshTokenFamily) -> str:

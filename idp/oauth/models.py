@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import (
     Base,
@@ -20,12 +21,68 @@ from idp.db import (
 from idp.oauth.scopes import scope_list
 from idp.tokens import secret_matches
 
-if TYPE_CHECKING:
-    from idp.accounts.models import Account
+
+class _Registration(Protocol):
+    """What ``ClientRules`` reads of a client's registration."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def secret_hash(self) -> str | None: ...
+    @property
+    def redirect_uris(self) -> list[str]: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def is_public(self) -> bool: ...
 
 
-class Client(Base):
-    """A relying party; implements Authlib's ClientMixin by delegating to plain columns."""
+class ClientRules:
+    """Authlib's ClientMixin over a client's registration: for the row and for its record alike."""
+
+    def get_client_id(self: _Registration) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED; never fall back to a registered one.
+        return None
+
+    def get_allowed_scope(self: _Registration, scope: str | None) -> str:
+        if not scope:
+            return ""
+        allowed = set(scope_list(self.scope))
+        return " ".join(s for s in scope_list(scope) if s in allowed)
+
+    def check_redirect_uri(self: _Registration, redirect_uri: str) -> bool:
+        # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self: _Registration, client_secret: str) -> bool:
+        if self.secret_hash is None:
+            return False
+        return secret_matches(client_secret, self.secret_hash)
+
+    def check_endpoint_auth_method(self: _Registration, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self: _Registration, grant_type: str) -> bool:
+        # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
+        if grant_type == "refresh_token":
+            return "offline_access" in scope_list(self.scope)
+        return grant_type == "authorization_code"
+
+    @property
+    def allows_offline_access(self: _Registration) -> bool:
+        return "offline_access" in scope_list(self.scope)
+
+
+class Client(ClientRules, Base):
+    """A relying party; implements Authlib's ClientMixin (ClientRules) over plain columns."""
 
     __tablename__ = "oauth_client"
 
@@ -44,46 +101,27 @@ class Client(Base):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     created_at: Mapped[utc_now]
 
-    # --- Authlib ClientMixin -------------------------------------------------------------
-    def get_client_id(self) -> str:
-        return self.client_id
 
-    def get_default_redirect_uri(self) -> None:
-        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED; never fall back to a registered one.
-        return None
+@dataclass(frozen=True)
+class ClientRecord(ClientRules):
+    """A client's registration read with Core, without an entity (the token endpoint's hot path)."""
 
-    def get_allowed_scope(self, scope: str | None) -> str:
-        if not scope:
-            return ""
-        allowed = set(scope_list(self.scope))
-        return " ".join(s for s in scope_list(scope) if s in allowed)
+    client_id: str
+    secret_hash: str | None
+    name: str
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None
+    scope: str
+    is_public: bool
+    is_first_party: bool
+    require_pkce: bool
+    id_token_signed_response_alg: str
 
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
-        return redirect_uri in self.redirect_uris
 
-    def check_client_secret(self, client_secret: str) -> bool:
-        if self.secret_hash is None:
-            return False
-        return secret_matches(client_secret, self.secret_hash)
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if self.is_public:
-            return method == "none"
-        return method in ("client_secret_basic", "client_secret_post")
-
-    def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code"
-
-    def check_grant_type(self, grant_type: str) -> bool:
-        # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
-        if grant_type == "refresh_token":
-            return self.allows_offline_access
-        return grant_type == "authorization_code"
-
-    @property
-    def allows_offline_access(self) -> bool:
-        return "offline_access" in scope_list(self.scope)
+# A client as the OAuth code sees it: the row, or its record.
+AnyClient = Client | ClientRecord
+CLIENT_RECORD_FIELDS = tuple(f.name for f in fields(ClientRecord))
 
 
 class AuthorizationRequest(Base):
@@ -119,28 +157,7 @@ class AuthorizationCode(Base):
     used_at: Mapped[utc_time_or_none]
     # The OP session's public id (OPSession.sid), copied into the ID token's sid claim.
     sid: Mapped[str | None] = mapped_column(String(32))
-
-    # Loaded with the code at redemption (one query fewer on the token endpoint's hot path).
-    account: Mapped[Account] = relationship(lazy="raise")
-
-    # --- Authlib AuthorizationCodeMixin ---------------------------------------------------
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return int(self.auth_time.timestamp())
-
-    def get_acr(self) -> None:
-        return None
-
-    def get_amr(self) -> list[str]:
-        return ["pwd"]
+    # Redeemed through idp.oauth.redemption (one Core statement with the account and students).
 
 
 class Consent(Base):

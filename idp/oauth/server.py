@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -17,22 +19,23 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidRequestError,
     OAuth2Error,
 )
+from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode, UserInfo
 from flask import Flask, current_app
 from flask import request as flask_request
-from sqlalchemy import CursorResult, bindparam, exists, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, exists, select
 from werkzeug.wrappers import Response
 
 from idp.accounts.models import Account, AccountStatus
-from idp.audit import audit
+from idp.audit import audit, audit_values
 from idp.db import new_id
 from idp.extensions import db
 from idp.keyring import KeyRing
 from idp.oauth.access import ACCESS_TOKEN_TYPE, FAMILY_CLAIM, InspectedToken, inspect_token
+from idp.oauth.claims import AccountClaims, ClaimsAccount
 from idp.oauth.discovery import discovery_bytes
 from idp.oauth.documents import (
     DISCOVERY_PATH,
@@ -43,13 +46,17 @@ from idp.oauth.documents import (
 )
 from idp.oauth.families import FoundRefreshToken, RefreshTokenRejected, RefreshTokenReused
 from idp.oauth.id_tokens import id_token_claims
-from idp.oauth.models import AuthorizationCode, Client, RefreshTokenFamily
+from idp.oauth.models import AnyClient, AuthorizationCode, Client, RefreshTokenFamily
+from idp.oauth.redemption import RedeemableCode, find_client_with_code, find_redeemable_code
 from idp.oauth.scopes import SUPPORTED_SCOPES, scope_list
 from idp.runtime import EXTENSION_KEY as RUNTIME_KEY
 from idp.runtime import runtime
+from idp.students.guardianship import LinkedStudent
 from idp.tokens import new_secret, secret_hash
 
 MAX_CLIENT_ID_LENGTH = 64
+# new_secret makes 46 characters; anything much longer is not one of ours.
+MAX_CODE_LENGTH = 200
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 TOKEN_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
@@ -66,7 +73,31 @@ class SignedInUser:
     offline_access: bool = False
 
 
+@dataclass
+class _CodeLookup:
+    """A code exchange's request to read the client with the code it presents (CodeGrant)."""
+
+    code_hash: str
+    now: datetime
+    client_id: str | None = None
+    code: RedeemableCode | None = None
+
+
+_CODE_LOOKUP: ContextVar[_CodeLookup | None] = ContextVar("idp_code_lookup", default=None)
+
+
 class OAuthServer(AuthorizationServer):  # type: ignore[misc]
+    def query_client(self, client_id: str | None) -> AnyClient | None:
+        # During a code exchange's client authentication: the client and its code, one statement.
+        lookup = _CODE_LOOKUP.get()
+        if lookup is None or client_id is None or not _usable_client_id(client_id):
+            return query_client(client_id)
+        client, lookup.code = find_client_with_code(
+            db.session, client_id=client_id, code_hash=lookup.code_hash, now=lookup.now
+        )
+        lookup.client_id = client_id
+        return client
+
     def create_oauth2_request(self, request: Any) -> Any:
         # Resumed requests (after sign-in or consent) are rebuilt from their stored row.
         if isinstance(request, OAuth2Request):
@@ -130,34 +161,24 @@ def basic_credentials_readable(header: str | None) -> bool:
     return True
 
 
-# The token endpoint's queries, built once: constructing a statement costs more than running it.
+# Built once: constructing a statement costs more than running it.
 _CLIENT_BY_ID = select(Client).where(Client.client_id == bindparam("client_id"))
-_CODE_BY_HASH = (
-    select(AuthorizationCode)
-    .options(joinedload(AuthorizationCode.account))
-    .where(
-        AuthorizationCode.code_hash == bindparam("code_hash"),
-        AuthorizationCode.client_id == bindparam("client_id"),
-        AuthorizationCode.expires_at > bindparam("now"),
-    )
-)
-_CONSUME_CODE = (
-    update(AuthorizationCode)
-    .where(AuthorizationCode.id == bindparam("code_id"), AuthorizationCode.used_at.is_(None))
-    .values(used_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
-)
+
+
+def _usable_client_id(client_id: str | None) -> bool:
+    # NUL is in no client id, and PostgreSQL refuses it in a query parameter (an error, not a miss).
+    return client_id is not None and 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH and "\x00" not in client_id
 
 
 def query_client(client_id: str | None) -> Client | None:
-    # NUL is in no client id, and PostgreSQL refuses it in a query parameter (an error, not a miss).
-    if not client_id or len(client_id) > MAX_CLIENT_ID_LENGTH or "\x00" in client_id:
+    if not _usable_client_id(client_id):
         return None
     return db.session.execute(_CLIENT_BY_ID, {"client_id": client_id}).scalar_one_or_none()
 
 
 def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     # The grants store what they issue (families, refresh tokens); access tokens are JWTs.
+    # (The code grant records its issue with the redemption itself: CodeGrant.create_token_response.)
     audit(
         db.session,
         "access_token.issued",
@@ -168,7 +189,9 @@ def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
-def access_token_response(client: Client, user: Account, scope: str, *, family_id: str) -> dict[str, Any]:
+def access_token_response(
+    client: AnyClient, user: ClaimsAccount, scope: str, *, family_id: str
+) -> dict[str, Any]:
     """An RFC 9068 JWT access token, signed like ID tokens but typed ``at+jwt``, naming its family."""
     rt = runtime()
     now = int(rt.clock.now().timestamp())
@@ -248,70 +271,105 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             rt.sessions().remember_client(user.session_id, client.client_id)
         audit(db.session, "authorization_code.issued", account_id=user.account.id, client_id=client.client_id)
 
-    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        if not code or len(code) > 200:
+    # Set while this grant authenticates its client (authenticate_token_endpoint_client).
+    _lookup: _CodeLookup | None = None
+
+    def authenticate_token_endpoint_client(self) -> AnyClient:
+        # The client and the code it presents are read in one statement (idp.oauth.redemption,
+        # through OAuthServer.query_client). Authlib authenticates the client as usual; the code
+        # is looked at only afterwards, by query_authorization_code, for that client alone.
+        code = self.request.form.get("code")
+        if not isinstance(code, str) or not code or len(code) > MAX_CODE_LENGTH:
+            plain: AnyClient = super().authenticate_token_endpoint_client()
+            return plain
+        self._lookup = _CodeLookup(secret_hash(code), runtime().clock.now())
+        reset = _CODE_LOOKUP.set(self._lookup)
+        try:
+            client: AnyClient = super().authenticate_token_endpoint_client()
+        finally:
+            _CODE_LOOKUP.reset(reset)
+        return client
+
+    def query_authorization_code(self, code: str, client: AnyClient) -> RedeemableCode | None:
+        # The code with its account and students, in one statement (idp.oauth.redemption).
+        if not code or len(code) > MAX_CODE_LENGTH:
             return None
-        params = {"code_hash": secret_hash(code), "client_id": client.client_id, "now": runtime().clock.now()}
-        return db.session.execute(_CODE_BY_HASH, params).scalar_one_or_none()
-
-    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        # Kept until expiry so that a replay is recognised; authenticate_user consumed it.
-        return None
-
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> Account:
-        # Authlib would issue twice for two concurrent redemptions; one UPDATE decides the winner.
-        # It runs after client authentication, redirect_uri and PKCE checks, in the transaction
-        # that commits with the token response.
-        rt = runtime()
-        consumed = db.session.execute(
-            _CONSUME_CODE, {"code_id": authorization_code.id, "now": rt.clock.now()}
+        code_hash = secret_hash(code)
+        lookup = self._lookup
+        if lookup is not None and (lookup.client_id, lookup.code_hash) == (client.client_id, code_hash):
+            return lookup.code
+        return find_redeemable_code(
+            db.session, code_hash=code_hash, client_id=client.client_id, now=runtime().clock.now()
         )
-        if cast(CursorResult[Any], consumed).rowcount != 1:
-            # RFC 6749 4.1.2 / RFC 9700 4.2.4: a replay revokes what the first redemption issued.
-            audit(
-                db.session,
-                "authorization_code.replayed",
-                account_id=authorization_code.account_id,
-                client_id=authorization_code.client_id,
-            )
-            rt.families().revoke_for_code(authorization_code.id, reason="authorization_code_replayed")
-            raise _commit_then_refuse("The authorization code has already been used.")
+
+    def authenticate_user(self, authorization_code: RedeemableCode) -> AccountClaims:
         account = authorization_code.account
         if account.status is AccountStatus.DISABLED:
             raise InvalidGrantError("The account behind this code is not available.")
         return account
 
-    def generate_token(
-        self,
-        user: Account | None = None,
-        scope: str | None = None,
-        grant_type: str | None = None,
-        expires_in: int | None = None,
-        include_refresh_token: bool = True,
-    ) -> dict[str, Any]:
-        # The code's family is opened here: its id goes into the access token being signed.
-        assert user is not None
-        code: AuthorizationCode = self.request.authorization_code
-        client: Client = self.request.client
-        granted = scope or ""
-        start = (
-            runtime()
-            .families()
-            .start(
-                family_id=new_id(),
-                client_id=client.client_id,
+    def validate_token_request(self) -> None:
+        # PostgreSQL: the exchange needs no transaction of its own. It reads (client, code), then
+        # writes once, and that write (TokenFamilyService.redeem_code) is one statement, atomic on
+        # its own; autocommit saves the BEGIN and COMMIT round trips. SQLite keeps its
+        # transaction (BEGIN IMMEDIATE, which costs no round trip).
+        session = db.session()
+        if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        super().validate_token_request()
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Redeem the code: consume it and store what it begets in one step, commit, then sign.
+
+        By now the client is authenticated and redirect_uri and PKCE are checked
+        (validate_token_request and its hooks), so a wrong secret or verifier never reaches the
+        consumption. Authlib's own order (authenticate_user, generate_token, save_token) would
+        consume the code with a statement of its own and sign both tokens inside the
+        transaction, holding SQLite's one write lock across two RSA signatures.
+        """
+        rt = runtime()
+        code: RedeemableCode = self.request.authorization_code
+        client: AnyClient = self.request.client
+        if code.used_at is not None:
+            self._refuse_replay(code)
+        # Checked before the write: on PostgreSQL the write commits by itself (autocommit).
+        user = self.authenticate_user(code)
+        self.request.user = user
+        scope = code.get_scope()
+        # Authlib would issue twice for two concurrent redemptions; one UPDATE decides the winner.
+        issued = rt.families().redeem_code(
+            code_id=code.id,
+            family_id=new_id(),
+            client_id=client.client_id,
+            account_id=user.id,
+            sid=code.sid,
+            scope=scope,
+            auth_time=code.auth_time,
+            offline=client.check_grant_type("refresh_token") and "offline_access" in scope_list(scope),
+            audit_row=audit_values(
+                "access_token.issued",
                 account_id=user.id,
-                authorization_code_id=code.id,
-                sid=code.sid,
-                scope=granted,
-                auth_time=code.auth_time,
-                offline=include_refresh_token and "offline_access" in scope_list(granted),
-            )
+                client_id=client.client_id,
+                scope=scope,
+                grant_type=self.GRANT_TYPE,
+            ),
         )
-        token = access_token_response(client, user, granted, family_id=start.family_id)
-        if start.refresh_token is not None:
-            token["refresh_token"] = start.refresh_token
-        return token
+        if issued is None:  # used since it was read
+            self._refuse_replay(code)
+        db.session.commit()
+        token = access_token_response(client, user, scope, family_id=issued.family_id)
+        if issued.refresh_token is not None:
+            token["refresh_token"] = issued.refresh_token
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _refuse_replay(self, code: RedeemableCode) -> NoReturn:
+        """RFC 6749 4.1.2 / RFC 9700 4.2.4: a replay revokes what the first redemption issued."""
+        db.session.commit()  # leave autocommit: the revocation and its audit land together
+        audit(db.session, "authorization_code.replayed", account_id=code.account.id, client_id=code.client_id)
+        rt = runtime()
+        rt.families().revoke_for_code(code.id, reason="authorization_code_replayed")
+        raise _commit_then_refuse("The authorization code has already been used.")
 
 
 class RefreshCredential:
@@ -370,20 +428,21 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
 
 def sign_id_token(
-    client: Client,
-    account: Account,
+    client: AnyClient,
+    account: ClaimsAccount,
     scope: str,
     *,
     auth_time: datetime,
     access_token: str | None,
     nonce: str | None = None,
     sid: str | None = None,
+    students: Sequence[LinkedStudent] | None = None,
 ) -> str:
     """Sign an ID token with the active key of the client's algorithm and an explicit kid."""
     rt = runtime()
     alg = client.id_token_signed_response_alg
     claims = id_token_claims(
-        rt.claims().for_scope(account, scope),
+        rt.claims().for_scope(account, scope, students=students),
         issuer=rt.settings.issuer,
         sub=account.id,
         client_id=client.client_id,
@@ -415,7 +474,7 @@ class OpenIDConnect(OpenIDCode):  # type: ignore[misc]
         return UserInfo(runtime().claims().for_scope(user, scope))
 
     def encode_id_token(self, token: dict[str, Any], request: OAuth2Request) -> str:
-        code: AuthorizationCode = request.authorization_code
+        code: RedeemableCode = request.authorization_code
         return sign_id_token(
             request.client,
             request.user,
@@ -424,6 +483,7 @@ class OpenIDConnect(OpenIDCode):  # type: ignore[misc]
             access_token=token["access_token"],
             nonce=code.nonce,
             sid=code.sid,
+            students=code.students,
         )
 
 
