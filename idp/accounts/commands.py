@@ -13,6 +13,7 @@ from flask import current_app
 from idp.accounts.district import OPTION_NAMES, DistrictOptions, DistrictOptionsService
 from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, UnknownSchool
 from idp.accounts.wiring import recovery
+from idp.audit import audit
 from idp.extensions import db
 from idp.mail.delivery import deliver_due, transport_for
 from idp.runtime import runtime
@@ -143,7 +144,11 @@ def mail() -> None:
 
 
 @mail.command(
-    "worker", help="Send due mail every IDP_MAIL_POLL_SECONDS until stopped; --once sends and exits."
+    "worker",
+    help=(
+        "Every IDP_MAIL_POLL_SECONDS until stopped: answer recovery requests, send due mail, end "
+        "timed-out sessions and tell their portals; --once does it once and exits."
+    ),
 )
 @click.option("--once", is_flag=True, help="Send what is due, then exit.")
 def mail_worker(once: bool) -> None:
@@ -155,6 +160,9 @@ def mail_worker(once: bool) -> None:
         return
     while True:
         # Trouble-page requests first: the worker decides whom to write to (idp.accounts.recovery).
+        ended = end_timed_out_sessions()
+        if ended:
+            click.echo(f"ended {ended} timed-out session(s)", err=True)
         answered = recovery().answer_requests()
         sent, failed = deliver_due(db.session, transport, sender=rt.settings.mail_from, clock=rt.clock)
         if answered:
@@ -164,6 +172,21 @@ def mail_worker(once: bool) -> None:
         if once:
             return
         time.sleep(rt.settings.mail_poll_seconds)
+
+
+def end_timed_out_sessions() -> int:
+    """End sessions past their timeouts and tell their portals (Back-Channel Logout 1.0)."""
+    rt = runtime()
+    ended = rt.sessions().end_timed_out()
+    for gone in ended:
+        audit(db.session, "op_session.timed_out", account_id=gone.account_id, sid=gone.sid)
+    db.session.commit()
+    if any(gone.client_ids for gone in ended):
+        backchannel = rt.backchannel()
+        for gone in ended:
+            backchannel.notify(gone)
+        db.session.commit()
+    return len(ended)
 
 
 COMMANDS = (policy, district, mail)

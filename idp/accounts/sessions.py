@@ -39,6 +39,8 @@ class EndedSession:
     sid: str
     account_id: str
     client_ids: tuple[str, ...]
+    # Ended by its idle or absolute timeout: a sign-in after it starts afresh instead of continuing it.
+    timed_out: bool = False
 
 
 class SessionService:
@@ -89,8 +91,14 @@ class SessionService:
             )
         return started
 
+    def _timed_out(self, last_seen_at: datetime, created_at: datetime, now: datetime) -> bool:
+        return now - last_seen_at > self.policy.idle or now - created_at > self.policy.absolute
+
     def find(self, cookie_value: str | None) -> OPSession | None:
-        """Return the live session behind ``cookie_value``, ending it if it has timed out."""
+        """Return the live session behind ``cookie_value``; a timed-out one is not live.
+
+        A timed-out row is left for ``end_timed_out`` (the mail worker), which tells its portals.
+        """
         if not cookie_value or len(cookie_value) > 100:
             return None
         row = self.session.execute(
@@ -99,8 +107,7 @@ class SessionService:
         if row is None:
             return None
         now = self.clock.now()
-        if now - row.last_seen_at > self.policy.idle or now - row.created_at > self.policy.absolute:
-            self.session.delete(row)
+        if self._timed_out(row.last_seen_at, row.created_at, now):
             return None
         if now - row.last_seen_at > TOUCH_INTERVAL:
             row.last_seen_at = now
@@ -111,14 +118,40 @@ class SessionService:
         if not cookie_value or len(cookie_value) > 100:
             return None
         row = self.session.execute(
-            select(OPSession.id, OPSession.sid, OPSession.account_id).where(
-                OPSession.token_hash == secret_hash(cookie_value)
-            )
+            select(
+                OPSession.id,
+                OPSession.sid,
+                OPSession.account_id,
+                OPSession.last_seen_at,
+                OPSession.created_at,
+            ).where(OPSession.token_hash == secret_hash(cookie_value))
         ).first()
         if row is None:
             return None
-        ended = self._ending(row.id, row.sid, row.account_id)
+        ended = self._ending(
+            row.id,
+            row.sid,
+            row.account_id,
+            timed_out=self._timed_out(row.last_seen_at, row.created_at, self.clock.now()),
+        )
         self.session.execute(delete(OPSession).where(OPSession.id == row.id))
+        return ended
+
+    def end_timed_out(self, limit: int = 500) -> list[EndedSession]:
+        """End up to ``limit`` sessions past their idle or absolute timeout; return them for their portals."""
+        now = self.clock.now()
+        rows = self.session.execute(
+            select(OPSession.id, OPSession.sid, OPSession.account_id)
+            .where(
+                (OPSession.last_seen_at < now - self.policy.idle)
+                | (OPSession.created_at < now - self.policy.absolute)
+            )
+            .order_by(OPSession.last_seen_at)
+            .limit(limit)
+        ).all()
+        ended = [self._ending(row.id, row.sid, row.account_id, timed_out=True) for row in rows]
+        if rows:
+            self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
         return ended
 
     def end_all(self, account_id: str) -> list[EndedSession]:
@@ -131,13 +164,15 @@ class SessionService:
             self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
         return ended
 
-    def _ending(self, op_session_id: str, sid: str, account_id: str) -> EndedSession:
+    def _ending(
+        self, op_session_id: str, sid: str, account_id: str, *, timed_out: bool = False
+    ) -> EndedSession:
         client_ids = self.session.execute(
             select(SessionClient.client_id)
             .where(SessionClient.op_session_id == op_session_id)
             .order_by(SessionClient.created_at)
         ).scalars()
-        return EndedSession(sid, account_id, tuple(client_ids))
+        return EndedSession(sid, account_id, tuple(client_ids), timed_out)
 
     def remember_client(self, op_session_id: str, client_id: str) -> None:
         """Record that ``client_id`` signed in through this session (once per pair, race-free)."""

@@ -104,14 +104,16 @@ def finish_signin(
     sessions = rt.sessions()
     # Session fixation: whatever session the browser had, it gets a new id now.
     ended = sessions.end(request.cookies.get(session_cookie_name()))
+    # Signing in again as the same account continues the browser's live session (same sid, same
+    # portals); another account's session, or one that timed out, ends here and its portals hear of it
+    # (Back-Channel Logout 1.0).
+    continues = ended if ended is not None and not ended.timed_out else None
     started = sessions.start(
-        account, ip_address=context.ip_address, user_agent=context.user_agent, continues=ended
+        account, ip_address=context.ip_address, user_agent=context.user_agent, continues=continues
     )
     db.session.commit()
-    # Portals of sessions that are gone hear of it (Back-Channel Logout 1.0); signing in again as
-    # the same account continues the browser's session instead.
     to_tell = [*ended_elsewhere]
-    if ended is not None and ended.account_id != account.id:
+    if ended is not None and (ended.account_id != account.id or ended.timed_out):
         to_tell.append(ended)
     if to_tell:
         backchannel = rt.backchannel()

@@ -332,3 +332,37 @@ def test_signing_in_again_keeps_the_sid_and_the_portals_of_the_session(
     client.get(logout_url(id_token_hint=again["id_token"]))
     (received,) = receiver.wait_for(1)
     assert received.form["logout_token"]
+
+
+# --- sessions that end by timeout -------------------------------------------------------------
+def test_a_timed_out_session_is_ended_by_the_worker_and_its_portals_told(
+    app, client, portal, username, receiver, clock, settings
+):
+    tokens = signed_in_tokens(client, portal, username)
+    sid = verified_claims(client, tokens["id_token"])["sid"]
+    clock.advance(timedelta(seconds=settings.session_idle_seconds + 1))
+    assert prompt_none_error(client, portal) == "login_required"  # not live, though not yet swept
+
+    result = app.test_cli_runner().invoke(args=["mail", "worker", "--once"])
+
+    assert result.exit_code == 0, result.output
+    assert "ended 1 timed-out session(s)" in result.output
+    (received,) = receiver.wait_for(1)
+    keys = KeySet.import_key_set(client.get("/jwks.json").get_json())
+    assert jwt.decode(received.form["logout_token"][0], keys, algorithms=["RS256"]).claims["sid"] == sid
+    assert session_count() == 0
+    assert "op_session.timed_out" in audit_names()
+
+
+def test_signing_in_after_a_timeout_starts_a_new_sid_and_tells_the_old_ones_portals(
+    client, portal, username, receiver, clock, settings
+):
+    first = verified_claims(client, signed_in_tokens(client, portal, username)["id_token"])["sid"]
+    clock.advance(timedelta(seconds=settings.session_idle_seconds + 1))
+
+    second = verified_claims(client, signed_in_tokens(client, portal, username)["id_token"])["sid"]
+
+    assert second != first
+    (received,) = receiver.wait_for(1)
+    keys = KeySet.import_key_set(client.get("/jwks.json").get_json())
+    assert jwt.decode(received.form["logout_token"][0], keys, algorithms=["RS256"]).claims["sid"] == first

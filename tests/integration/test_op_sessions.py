@@ -33,7 +33,41 @@ def test_idle_session_ends_after_idle_timeout(app, make_account, clock, settings
     clock.advance(timedelta(seconds=settings.session_idle_seconds + 1))
     assert sessions.find(started.cookie_value) is None
     db.session.commit()
-    assert db.session.execute(select(OPSession)).first() is None  # the row is gone
+    # The row waits for the sweep, which ends it and names it for its portals.
+    (ended,) = sessions.end_timed_out()
+    db.session.commit()
+    assert ended.timed_out and ended.sid == started.sid
+    assert db.session.execute(select(OPSession)).first() is None
+
+
+def test_the_sweep_ends_only_timed_out_sessions(app, make_account, make_client, clock, settings):
+    sessions = runtime().sessions()
+    idle = sessions.start(make_account(), ip_address=None, user_agent=None)
+    portal = make_client()
+    sessions.remember_client(idle.id, portal.client_id)
+    db.session.commit()
+    clock.advance(timedelta(seconds=settings.session_idle_seconds + 1))
+    busy = sessions.start(make_account(), ip_address=None, user_agent=None)
+    db.session.commit()
+
+    (ended,) = sessions.end_timed_out()
+    db.session.commit()
+
+    assert (ended.sid, ended.client_ids) == (idle.sid, (portal.client_id,))
+    assert sessions.find(busy.cookie_value) is not None
+    assert sessions.end_timed_out() == []
+
+
+def test_signing_in_over_a_timed_out_session_starts_afresh(app, make_account, clock, settings):
+    sessions = runtime().sessions()
+    account = make_account()
+    old = sessions.start(account, ip_address=None, user_agent=None)
+    db.session.commit()
+    clock.advance(timedelta(seconds=settings.session_max_seconds + 1))
+
+    ended = sessions.end(old.cookie_value)
+
+    assert ended is not None and ended.timed_out
 
 
 def test_busy_session_still_ends_at_absolute_timeout(app, make_account, clock, settings):
