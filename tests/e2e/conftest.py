@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import IO
 
 import pytest
 import requests
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.conftest import (
     PASSWORD,
@@ -44,6 +46,9 @@ E2E_POSTGRES_DB = os.environ.get("IDP_TEST_POSTGRES_E2E_DB", f"idp_e2e_{os.getpi
 E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
 SECRET_KEY = "e2e-secret-key-that-is-long-enough-0123456789abcdef"
 START_TIMEOUT = 20.0
+# Screenshots of the browser tests; Debian's chromium, never a browser Playwright downloads.
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 HTTP_TIMEOUT = 15.0
 
 
@@ -254,6 +259,22 @@ class ProviderPool:
 
 
 # --- fixtures -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail(
+            "chromium is not installed; the browser tests need Debian's package "
+            "(apt-get install -y chromium; scripts/test.sh installs it)."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def e2e_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database per backend (no schema yet: ``idp db upgrade`` makes it)."""

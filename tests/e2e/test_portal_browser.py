@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,14 +22,14 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from relying_party_demo.students import MIDDLE
 from relying_party_demo.tokens import BACKCHANNEL_EVENT
 from tests.conftest import csrf_token
 from tests.e2e.conftest import (
+    ARTIFACTS,
     HTTP_TIMEOUT,
-    ROOT,
     District,
     Provider,
     free_port,
@@ -43,8 +42,6 @@ from tests.e2e.portal import PortalClient, launch_portal, portal_env, register_p
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 NOT_AVAILABLE = "Student information is not available at this time."
 PASSWORD = "juniper-compass-meadow-58"
 
@@ -68,22 +65,6 @@ class RunningPortal:
     url: str
     client: PortalClient
     database: Path
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "chromium is not installed; the browser tests need Debian's package "
-            "(apt-get install -y chromium; scripts/test.sh installs it)."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,42 +8,22 @@ verification) is ``requests`` and joserfc, as in the other end-to-end tests.
 from __future__ import annotations
 
 import secrets
-import shutil
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from tests.conftest import AuthRequest, redirect_params
-from tests.e2e.conftest import HTTP_TIMEOUT, ROOT, District, Provider, provider_env, run_idp
+from tests.e2e.conftest import ARTIFACTS, HTTP_TIMEOUT, District, Provider, provider_env, run_idp
 from tests.e2e.flows import describe, fetch_json, redeem, verify_id_token
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # The district fixture's student, and one more made here with the CLI.
 ZOE = ("ZR-4821", "tiger-lily-42", "100234")
 MAYA = ("MC-5502", "harbor-88", "100310")
 NEW_PASSWORD = "lantern-orchard-velvet-93"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "chromium is not installed; the browser tests need Debian's package "
-            "(apt-get install -y chromium; scripts/test.sh installs it)."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
