@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
 
@@ -87,3 +89,25 @@ def describe_machine() -> str:
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+POSTGRES_ADMIN_URL = os.environ.get("IDP_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def database(kind: str, workdir: Path, *, name: str) -> Iterator[str]:
+    """A throw-away database: SQLite in ``workdir``, or PostgreSQL ``<name>_<pid>``, dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'idp.db'}"
+        return
+    name = f"{name}_{os.getpid()}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')

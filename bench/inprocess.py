@@ -29,17 +29,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import insert
 
+from bench.harness import database
 from idp import create_app
 from idp.config import Settings
 from idp.extensions import db
@@ -47,7 +46,6 @@ from idp.oauth.clients import ClientService, ClientSpec
 from idp.oauth.models import AuthorizationCode
 from idp.runtime import runtime
 
-POSTGRES_ADMIN_URL = os.environ.get("IDP_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 USERNAME = "bench.inprocess"
 PASSWORD = "correct horse battery staple 42"
@@ -55,25 +53,6 @@ REDIRECT_URI = "https://portal.example.test/callback"
 SCOPE = "openid profile email students offline_access"
 VERIFIER = "bench-verifier-" + "v" * 40
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-@contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'idp.db'}"
-        return
-    name = f"idp_inprocess_{os.getpid()}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + (
-            f"/{name}"
-        )
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 class Provider:
@@ -220,7 +199,7 @@ def cpu_ms(samples: list[float]) -> str:
 def run(kind: str, signins: int, exchanges: int, students: int, profile: str | None, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="idp-inprocess-"))
     try:
-        with database(kind, workdir) as database_url:
+        with database(kind, workdir, name="idp_inprocess") as database_url:
             provider = Provider(database_url, workdir, students, redis_url)
             browser = provider.app.test_client()
             codes = provider.mint_codes(exchanges + 50)

@@ -44,9 +44,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,13 +55,20 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 
-from bench.harness import REPO_ROOT, bin_dir, describe_machine, free_port, gunicorn, load_average
+from bench.harness import (
+    REPO_ROOT,
+    bin_dir,
+    database,
+    describe_machine,
+    free_port,
+    gunicorn,
+    load_average,
+)
 
 TARGET_RATIO = 0.6
 GOAL_RATIO = 0.8
 STATIC_TARGET_RATIO = 0.9
 
-POSTGRES_ADMIN_URL = os.environ.get("IDP_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 USERNAME = "bench.exchange"
 PASSWORD = "correct horse battery staple 42"
@@ -287,26 +293,6 @@ def run_cli(args: list[str], env: Mapping[str, str]) -> str:
     return done.stdout
 
 
-@contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'idp.db'}"
-        return
-    name = f"idp_bench_{os.getpid()}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-            + f"/{name}"
-        )
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
 def raw_connect(database_url: str) -> Any:
     if database_url.startswith("postgresql"):
         return psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://", 1))
@@ -458,7 +444,7 @@ class Result:
 def measure(kind: str, rounds: int, exchanges: int, concurrency: int, workers: int) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="idp-bench-exchange-"))
     try:
-        with database(kind, workdir) as database_url:
+        with database(kind, workdir, name="idp_bench") as database_url:
             district = prepare(database_url, workdir)
             # Warm-up batch included: every server redeems (rounds + 1) batches.
             provider_codes = mint_codes(district, (rounds + 1) * exchanges)
