@@ -248,3 +248,14 @@ def test_set_temporary_password_reads_stdin_and_refuses_unknown_users(app: Flask
 
     assert chosen.exit_code == 0 and chosen.stdout == ""
     assert unknown.exit_code != 0 and "no account" in unknown.stderr
+
+
+def test_odd_input_on_the_change_page_is_refused_cleanly(client: FlaskClient, make_parent):
+    parent = make_parent(temporary=True)
+    sign_in(client, parent.username)
+
+    oversized = change(client, current="c" * 5000, new="n" * 5000)
+    nul = change(client, current=PASSWORD, new="nul\x00 in a long enough password")
+
+    assert oversized.status_code == 400
+    assert nul.status_code == 303  # NUL is a character like any other in a password (NFKC keeps it)

@@ -489,3 +489,48 @@ def test_recovery_requests_are_rate_limited(app: Flask, database_url: str, keys_
             db.engine.dispose()  # its own engine: no connection left for the garbage collector
 
     assert codes == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("username", "email"),
+    [
+        ("x" * 5000, "y" * 5000 + "@example.org"),
+        ("nul\x00name", "nul\x00@example.org"),
+        ("\u202egnp.exe", "\u202e@example.org"),
+    ],
+    ids=["oversized", "nul", "odd-unicode"],
+)
+def test_odd_input_on_the_trouble_page_gets_the_same_answer_and_no_500(
+    client: FlaskClient, mail_worker, username: str, email: str
+):
+    password = ask_for_reset(client, username, email)
+    usernames = ask_for_usernames(client, email)
+    mail_worker()
+
+    assert password.status_code == 200 and usernames.status_code == 200
+    assert count(RecoveryRequest) == 0  # answered (nobody) and gone
+
+
+def test_odd_input_on_the_reset_page_is_refused_cleanly(
+    client: FlaskClient, make_parent, inbox: Inbox, mail_worker
+):
+    account = make_parent()
+    link = reset_link(client, inbox, mail_worker, account)
+
+    oversized = submit_reset(client, link, "u" * 5000, new="p" * 5000)
+    nul = submit_reset(client, link, "nul\x00", new="pass\x00word that is long enough")
+
+    assert oversized.status_code == 400 and nul.status_code == 400
+    assert submit_reset(client, link, account.username).status_code == 303  # still usable
+
+
+def test_a_body_that_is_not_utf8_is_answered_without_a_500(client: FlaskClient):
+    with own_context(client):
+        token = csrf_token(client.get("/signin/trouble").get_data(as_text=True))
+        response = client.post(
+            "/signin/trouble/password",
+            data=f"csrf_token={token}&username=%FF%FE%00&email=%C0%80@example.org".encode(),
+            content_type="application/x-www-form-urlencoded",
+        )
+
+    assert response.status_code == 200  # undecodable bytes become U+FFFD: a request like any other
