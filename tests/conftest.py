@@ -70,6 +70,8 @@ def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> S
         redis_key_prefix=f"idp-test:{secrets.token_hex(8)}:",
         secret_key="test-secret-key-that-is-long-enough-0123456789",
         keys_dir=keys_dir,
+        # Mail to files in the session's temporary folder, never into the checkout's instance/outbox.
+        smtp_url=f"file://{keys_dir.parent / 'outbox'}",
         argon2_time_cost=1,
         argon2_memory_kib=256,
         argon2_parallelism=1,

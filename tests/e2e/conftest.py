@@ -83,6 +83,8 @@ def provider_env(database_url: str, keys_dir: Path, *, issuer: str, **extra: str
         IDP_ISSUER=issuer,
         IDP_DATABASE_URL=database_url,
         IDP_KEYS_DIR=str(keys_dir),
+        # Mail beside the keys, in the test's temporary folder, not in the checkout's instance/outbox.
+        IDP_SMTP_URL=f"file://{keys_dir.parent / 'outbox'}",
         IDP_SECRET_KEY=SECRET_KEY,
         IDP_REDIS_URL=E2E_REDIS_URL,
         # Lockout and rate-limit counters of this pytest process only (a test may pass its own).
