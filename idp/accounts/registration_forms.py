@@ -16,7 +16,9 @@ from idp.accounts.registration import MAX_STUDENT_ROWS, StudentEntry
 STUDENT_ROWS_SHOWN = 2
 
 
-class StudentRowForm(Form):  # type: ignore[misc]
+class StudentFields:
+    """The fields of one student to link, shared by the registration rows and the Students tab."""
+
     name = StringField(_l("Student name"))
     access_id = StringField(_l("Access ID"))
     access_password = PasswordField(_l("Access Password"))
@@ -29,6 +31,10 @@ class StudentRowForm(Form):  # type: ignore[misc]
             access_password=self.access_password.data or "",
             relationship=self.relationship.data or "",
         )
+
+
+class StudentRowForm(StudentFields, Form):  # type: ignore[misc]
+    pass
 
 
 def offer_relationships(row: StudentRowForm, relationships: tuple[str, ...]) -> None:
@@ -67,19 +73,8 @@ class PasswordForm(FlaskForm):  # type: ignore[misc]
     confirm_password = PasswordField(_l("Verify new password"))
 
 
-class AddStudentForm(FlaskForm):  # type: ignore[misc]
-    name = StringField(_l("Student name"))
-    access_id = StringField(_l("Access ID"))
-    access_password = PasswordField(_l("Access Password"))
-    relationship = SelectField(_l("Relationship"), choices=[], validate_choice=False)
-
-    def entry(self) -> StudentEntry:
-        return StudentEntry(
-            name=self.name.data or "",
-            access_id=self.access_id.data or "",
-            access_password=self.access_password.data or "",
-            relationship=self.relationship.data or "",
-        )
+class AddStudentForm(StudentFields, FlaskForm):  # type: ignore[misc]
+    pass
 
 
 class PrimaryStudentForm(FlaskForm):  # type: ignore[misc]
