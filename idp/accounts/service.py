@@ -19,7 +19,7 @@ from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit, audit_now
 from idp.clock import Clock
-from idp.db import DbSession
+from idp.db import DbSession, begin_reading, start_writing
 
 # The sign-in's statements, built once. The look-up also says whether any password policy sets a
 # maximum age, so that a sign-in that cannot have expired asks nothing more (change_due).
@@ -107,6 +107,9 @@ class AccountService:
     def authenticate(self, username: str, password: str, context: SignInContext) -> Account:
         """Return the account if ``password`` is right, recording the sign-in; else raise."""
         account, any_max_age = None, False
+        # One transaction reads the account, outlasts argon2 and records the outcome, but takes
+        # SQLite's one write lock only after argon2: no writer queues behind a password hash.
+        reading = begin_reading(self.session)
         # NUL is in no username, and PostgreSQL refuses it in a query parameter (an error, not a miss).
         if (
             len(username) <= MAX_USERNAME_LENGTH * 4
@@ -116,10 +119,11 @@ class AccountService:
             found = self.session.execute(_SIGNIN_LOOKUP, {"username_key": username_key(username)}).first()
             if found is not None:
                 account, any_max_age = found[0], bool(found[1])
-        # End the lookup's transaction before argon2: on SQLite every transaction holds the one
-        # write lock (BEGIN IMMEDIATE), and no writer should queue behind a password hash.
-        self.session.commit()
-        if not self._guarded_check(username, account, password, context):
+        try:
+            right = self._guarded_check(username, account, password, context)
+        finally:
+            start_writing(reading)  # whatever the outcome, it is recorded from here on
+        if not right:
             metrics.SIGNIN_FAILURES.inc()
             audit(
                 self.session,
