@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from idp import metrics
 
@@ -81,3 +82,17 @@ class RedisHealth:
             outage = self._monotonic() - self._down_since
             self._down_since = None
         log.warning("Redis answers again after %.1f s; counters are shared through it again", outage)
+
+
+def make_room(table: dict[str, Any], max_keys: int, expire: Callable[[str], object]) -> None:
+    """Keep an in-process stand-in for Redis under ``max_keys`` before a key is added.
+
+    ``expire(key)`` drops the key if its entry has ended; if the table is still full, the oldest
+    keys go. Requests with ever new usernames or addresses must not grow the process unbounded.
+    """
+    if len(table) < max_keys:
+        return
+    for key in list(table):
+        expire(key)
+    while len(table) >= max_keys:
+        del table[next(iter(table))]

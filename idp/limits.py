@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import TooManyRequests
 
 from idp import metrics
-from idp.fallback import RedisHealth
+from idp.fallback import RedisHealth, make_room
 from idp.runtime import runtime
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class MemoryCounters:
         with self._lock:
             window = self._live(key, now)
             if window is None:
-                self._make_room(now)
+                make_room(self._windows, self._max_keys, lambda stale: self._live(stale, now))
                 window = self._windows[key] = [0, now + expiry]
             window[0] += amount
             return int(window[0])
@@ -105,15 +105,6 @@ class MemoryCounters:
             del self._windows[key]
             return None
         return window
-
-    def _make_room(self, now: float) -> None:
-        # Requests from ever new addresses must not grow the process without bound.
-        if len(self._windows) < self._max_keys:
-            return
-        for key in list(self._windows):
-            self._live(key, now)
-        while len(self._windows) >= self._max_keys:
-            del self._windows[next(iter(self._windows))]
 
 
 class FallbackRateLimitStorage:

@@ -23,7 +23,7 @@ import redis
 from redis.exceptions import RedisError
 
 from idp.accounts.usernames import username_key
-from idp.fallback import RedisHealth
+from idp.fallback import RedisHealth, make_room
 from idp.policy import LockoutPolicy
 
 T = TypeVar("T")
@@ -214,7 +214,7 @@ class MemoryLockoutStore:
             if entry is not None and entry.locked_until > now:
                 return AttemptStart(granted=False, locked_for=timedelta(seconds=entry.locked_until - now))
             if entry is None:
-                self._make_room(now)
+                make_room(self._entries, self._max_keys, lambda stale: self._live(stale, now))
                 entry = self._entries[key] = _Entry()
             if entry.count == 0:
                 entry.count_expires = now + policy.window.total_seconds()
@@ -240,15 +240,6 @@ class MemoryLockoutStore:
         with self._lock:
             entry = self._live(key, self._monotonic())
             return entry.count if entry is not None else 0
-
-    def _make_room(self, now: float) -> None:
-        # A spray of made-up usernames must not grow the process without bound.
-        if len(self._entries) < self._max_keys:
-            return
-        for key in list(self._entries):
-            self._live(key, now)
-        while len(self._entries) >= self._max_keys:
-            del self._entries[next(iter(self._entries))]
 
 
 class FallbackLockoutStore:

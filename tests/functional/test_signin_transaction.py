@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine.url import make_url
 from sqlalchemy.pool import NullPool
 
 from idp.accounts.hashing import BoundedPasswordHasher
@@ -19,6 +17,7 @@ from idp.audit import AuditEvent
 from idp.extensions import db
 from tests.conftest import PASSWORD
 from tests.functional import oidc
+from tests.functional.locks import sqlite_writer_can_start
 
 
 @pytest.fixture
@@ -34,17 +33,7 @@ def sign_in(client: FlaskClient) -> Any:
 def another_writer_can_start(database_url: str, account_id: str) -> bool:
     """Whether another connection could write the account's row right now, without waiting."""
     if database_url.startswith("sqlite"):
-        path = make_url(database_url).database
-        assert path
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            return True
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            other.close()
+        return sqlite_writer_can_start(database_url)
     engine = create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:

@@ -7,14 +7,12 @@ the one write lock is free while the RSA signatures run.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine.url import make_url
 from sqlalchemy.pool import NullPool
 
 from idp.accounts.models import Account, AccountStatus
@@ -25,6 +23,7 @@ from idp.oauth.models import AuthorizationCode, RefreshToken, RefreshTokenFamily
 from idp.runtime import runtime
 from idp.tokens import secret_hash
 from tests.conftest import AuthRequest
+from tests.functional.locks import sqlite_writer_can_start
 from tests.functional.oidc import authorize_as, redeem
 
 OFFLINE_SCOPE = "openid profile email students offline_access"
@@ -147,21 +146,6 @@ def test_a_replay_for_a_disabled_account_still_revokes_the_first_redemption(clie
     assert len(events("authorization_code.replayed")) == 1
 
 
-def _writer_can_start(database_url: str) -> bool:
-    """Whether another connection can take SQLite's write lock at once (no busy wait)."""
-    path = make_url(database_url).database
-    assert path
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        other.close()
-
-
 def test_tokens_are_signed_after_the_exchange_is_committed(
     app: Flask, client, portal, username, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):
@@ -176,7 +160,7 @@ def test_tokens_are_signed_after_the_exchange_is_committed(
         with observer.connect() as conn:
             families = conn.execute(text("SELECT count(*) FROM refresh_token_family")).scalar_one()
         # ... and, on SQLite, could write right now: the exchange holds no lock.
-        free = _writer_can_start(database_url) if database_url.startswith("sqlite") else None
+        free = sqlite_writer_can_start(database_url) if database_url.startswith("sqlite") else None
         seen.append((kwargs.get("typ", "JWT"), families, free))
         return sign(self, claims, **kwargs)
 
