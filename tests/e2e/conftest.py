@@ -165,18 +165,21 @@ class Provider:
             pytest.fail(f"gunicorn at {self.url} died during the test (exit {died}):\n{log}")
 
 
-def launch(env: dict[str, str], port: int, log_path: Path, *, workers: int, threads: int) -> Provider:
+def launch(
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    workers: int,
+    threads: int,
+    app: str = "idp:create_app()",
+) -> Provider:
+    """Start ``app`` (the provider by default) under gunicorn; the ``Provider`` handle stops it."""
     command = [
         str(BIN / "gunicorn"),
-        "idp:create_app()",
-        "--config",
-        str(GUNICORN_CONF),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--graceful-timeout",
-        "5",
+        app,
+        *("--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}"),
+        *("--workers", str(workers), "--graceful-timeout", "5"),
         # Several gunicorns run at once here: none may take the shared default control socket.
         "--no-control-socket",
     ]

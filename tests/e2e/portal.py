@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.conftest import BIN, GUNICORN_CONF, ROOT, District, Provider, provider_env, run_idp
+from tests.e2e.conftest import District, Provider, launch, provider_env, run_idp
 
 PORTAL_SECRET_KEY = "e2e-portal-secret-key-that-is-long-enough-0123456789"
 
@@ -52,21 +51,4 @@ def portal_env(issuer: str, client: PortalClient, database_url: str, **extra: st
 
 def launch_portal(env: dict[str, str], port: int, log_path: Path, *, workers: int) -> Provider:
     """Start the portal under gunicorn; the harness's ``Provider`` handle waits for and stops it."""
-    command = [
-        str(BIN / "gunicorn"),
-        "relying_party_demo:create_app()",
-        *("--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}"),
-        *("--workers", str(workers), "--worker-class", "gthread", "--threads", "2"),
-        *("--graceful-timeout", "5", "--no-control-socket"),
-    ]
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        command,
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Provider(f"http://127.0.0.1:{port}", workers, process, log_path, log_file)
+    return launch(env, port, log_path, workers=workers, threads=2, app="relying_party_demo:create_app()")
