@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from idp.accounts.change_ticket import start_required_change
-from idp.accounts.forms import SignInForm, SignOutForm
+from idp.accounts.forms import SignInForm, SignOutForm, read_signin_post
 from idp.accounts.lockout import LockedOut
 from idp.accounts.models import Account
 from idp.accounts.service import (
@@ -44,34 +44,36 @@ bp = Blueprint("accounts", __name__)
 @bp.route("/signin", methods=["GET", "POST"])
 @limit_signin
 def signin() -> Response | str:
-    form = SignInForm()
     if request.method == "GET":
+        form = SignInForm()
         form.request_id.data = request.args.get("request", "")
-    pending = find_pending_request(form.request_id.data)
+        pending = find_pending_request(form.request_id.data)
+        if pending is not None:
+            prefer_locales(pending.ui_locales)
+            form.username.data = pending.login_hint
+        return render_signin(form, pending)
+    posted = read_signin_post(request.form)
+    pending = find_pending_request(request.form.get("request_id", ""))
     if pending is not None:
         prefer_locales(pending.ui_locales)
-        if request.method == "GET":
-            form.username.data = pending.login_hint
-    if not form.validate_on_submit():
-        if request.method == "POST":
-            return render_signin(form, pending, error=_("Invalid username or password."))
-        return render_signin(form, pending)
+    if posted is None:
+        return render_signin(SignInForm(), pending, error=_("Invalid username or password."))
     rt = runtime()
     context = signin_context()
     try:
-        account = rt.accounts().authenticate(form.username.data, form.password.data, context)
+        account = rt.accounts().authenticate(posted.username, posted.password, context)
     except InvalidCredentials:
         db.session.commit()  # keep the audit event
-        return render_signin(form, pending, error=_("Invalid username or password."))
+        return render_signin(SignInForm(), pending, error=_("Invalid username or password."))
     except LockedOut as locked:
         db.session.commit()
-        return render_signin(form, pending, error=locked_message(locked))
+        return render_signin(SignInForm(), pending, error=locked_message(locked))
     except AccountExpired:
         db.session.commit()
-        return render_signin(form, pending, error=_("This account has expired."))
+        return render_signin(SignInForm(), pending, error=_("This account has expired."))
     except AccountDisabled:
         db.session.commit()
-        return render_signin(form, pending, error=_("This account is disabled."))
+        return render_signin(SignInForm(), pending, error=_("This account is disabled."))
     except PasswordChangeRequired as required:
         db.session.commit()
         return start_required_change(required, pending.id if pending is not None else None)
@@ -81,7 +83,7 @@ def signin() -> Response | str:
         audit(db.session, "signin.refused", account_id=account.id, reason="email_unverified")
         db.session.commit()
         message = _("Verify your email address before you sign in: open the link we emailed you.")
-        return render_signin(form, pending, error=message, unverified=True)
+        return render_signin(SignInForm(), pending, error=message, unverified=True)
     return finish_signin(account, pending, context=context)
 
 
