@@ -7,9 +7,10 @@ import threading
 from datetime import timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from idp import metrics
-from idp.accounts.devices import DeviceCookies
+from idp.accounts.devices import DEVICE_COOKIE_SALT, DeviceCookies
 from idp.accounts.hashing import BoundedPasswordHasher, HashingBusy, HashingSlots
 from idp.clock import FrozenClock
 from idp.config import ConfigError, Settings
@@ -65,6 +66,20 @@ def test_one_browser_remembers_a_few_accounts_newest_first() -> None:
     assert [d.account_id for d in devices.read(value)] == ["parent", "student"]
     value = devices.issue(value, "sibling")
     assert [d.account_id for d in devices.read(value)] == ["sibling", "parent"]
+
+
+def test_device_cookie_is_issued_uncompressed_and_a_compressed_one_still_reads() -> None:
+    clock = FrozenClock()
+    devices = cookies(clock, devices_per_browser=8)
+    value = None
+    for n in range(8):
+        value = devices.issue(value, f"account-{n}")
+    assert value is not None and not value.startswith(".")  # itsdangerous marks zlib with "."
+    # A cookie in the form issued before (itsdangerous compresses when that is shorter).
+    entries = [[f"account-{n}", "same-device-id-" * 3, int(clock.now().timestamp())] for n in range(3)]
+    compressed = URLSafeSerializer(SECRET, salt=DEVICE_COOKIE_SALT).dumps(entries)
+    assert compressed.startswith(".")
+    assert [d.account_id for d in devices.read(compressed)] == ["account-0", "account-1", "account-2"]
 
 
 # --- bounded hashing ----------------------------------------------------------------------
