@@ -1,7 +1,8 @@
 """The portal's own small database: declarative base, UTC timestamps, engine and schema.
 
-The portal has one table and no migrations: ``create_schema`` makes what is missing at start
-(``metadata.create_all``), which is enough for a demo app whose rows are disposable sessions.
+The portal has no migrations: ``create_schema`` makes what is missing at start
+(``metadata.create_all``), which is enough for a demo app whose rows are disposable (sessions,
+and the logout tokens it has acted on).
 A real portal would keep its schema under Alembic, as the provider does.
 """
 

@@ -1,4 +1,4 @@
-"""The portal's one table: its server-side sessions."""
+"""The portal's tables: its server-side sessions, and the logout tokens it has acted on."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ class StoredSession(Base):
     signed_in_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReceivedLogoutToken(Base):
+    """A logout token the portal acted on, kept until it would be refused anyway.
+
+    A replayed token must not end a session begun after the first delivery; the ``jti`` is
+    stored as its SHA-256 so that the key has a fixed length whatever the provider sends.
+    """
+
+    __tablename__ = "portal_logout_token"
+
+    jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    usable_until: Mapped[datetime] = mapped_column(index=True)

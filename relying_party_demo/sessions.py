@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relying_party_demo.clock import Clock
-from relying_party_demo.models import StoredSession
+from relying_party_demo.models import ReceivedLogoutToken, StoredSession
+from relying_party_demo.tokens import LogoutRequestClaims, LogoutTokenReplayed
 
 # How long a browser may take at the provider between "Sign In" and the callback (registering
 # an account included); Authlib's pending state expires after the same hour.
@@ -113,12 +115,29 @@ class SessionStore:
         self.db.execute(delete(StoredSession).where(StoredSession.id_hash == row.id_hash))
         self.db.commit()
 
-    def end_for_logout(self, *, sid: str | None, sub: str | None) -> int:
+    def end_for_logout(self, logout: LogoutRequestClaims) -> int:
         """Delete the sessions a logout token names; return how many there were.
 
         OIDC Back-Channel Logout 1.0 2.4: with ``sid``, that OP session (and, with ``sub`` too,
-        only if it is that user's); with ``sub`` alone, every session of the user.
+        only if it is that user's); with ``sub`` alone, every session of the user. The token's
+        ``jti`` is recorded in the same transaction: a second delivery raises
+        ``LogoutTokenReplayed`` and ends nothing, so a captured token cannot end a later session.
         """
+        try:
+            self.db.execute(
+                insert(ReceivedLogoutToken).values(
+                    jti_hash=hashlib.sha256(logout.jti.encode()).hexdigest(),
+                    usable_until=logout.usable_until,
+                )
+            )
+        except IntegrityError:
+            self.db.rollback()
+            raise LogoutTokenReplayed() from None
+        ended = self._delete_sessions(sid=logout.sid, sub=logout.sub)
+        self.db.commit()
+        return ended
+
+    def _delete_sessions(self, *, sid: str | None, sub: str | None) -> int:
         if sid is None and sub is None:
             return 0
         query = delete(StoredSession)
@@ -126,13 +145,15 @@ class SessionStore:
             query = query.where(StoredSession.op_sid == sid)
         if sub is not None:
             query = query.where(StoredSession.account_sub == sub)
-        ended = cast(CursorResult[Any], self.db.execute(query)).rowcount
-        self.db.commit()
-        return ended
+        return cast(CursorResult[Any], self.db.execute(query)).rowcount
 
     def prune(self) -> int:
-        """Delete sessions idle for longer than any of them may live."""
+        """Delete sessions idle for longer than any of them may live; return how many.
+
+        Logout tokens past their usable time go too: the verifier refuses them by then.
+        """
         now = self.clock.now()
+        self.db.execute(delete(ReceivedLogoutToken).where(ReceivedLogoutToken.usable_until < now))
         query = delete(StoredSession).where(
             or_(
                 StoredSession.last_seen_at <= now - max(self.idle, PENDING_LIFE),

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from joserfc import jws, jwt
@@ -54,10 +54,22 @@ class UnknownSigningKey(TokenRefused):
     """The token names a key (``kid``) the key set does not hold: fetch the JWKS again, once."""
 
 
+class LogoutTokenReplayed(LogoutTokenRefused):
+    """A logout token whose ``jti`` was received before (Back-Channel Logout 1.0 2.6 allows the check)."""
+
+    def __init__(self) -> None:
+        super().__init__("jti", "The logout token was received before.")
+
+
 @dataclass(frozen=True)
 class LogoutRequestClaims:
+    """Whom a verified logout token signs out, and what it takes to refuse the token's replay."""
+
     sid: str | None
     sub: str | None
+    jti: str
+    # After this the token would be refused as too old or expired: its jti need not be kept.
+    usable_until: datetime
 
 
 def verify_id_token(
@@ -140,7 +152,19 @@ def verify_logout_token(
     for name, value in (("sid", sid), ("sub", sub)):
         if value is not None and (not isinstance(value, str) or not value):
             raise LogoutTokenRefused(name, f"The logout token's {name} is not a string.")
-    return LogoutRequestClaims(sid=sid, sub=sub)
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        # 2.4: jti is required; without it a replay could not be told from a new logout.
+        raise LogoutTokenRefused("jti", "The logout token has no jti.")
+    return LogoutRequestClaims(sid=sid, sub=sub, jti=jti, usable_until=_usable_until(claims))
+
+
+def _usable_until(claims: dict[str, Any]) -> datetime:
+    """When the checks above start refusing the token: it is too old, or expired past leeway."""
+    until = datetime.fromtimestamp(claims["iat"], UTC) + LOGOUT_TOKEN_MAX_AGE
+    if isinstance(claims.get("exp"), int | float):
+        until = min(until, datetime.fromtimestamp(claims["exp"], UTC) + LEEWAY)
+    return until
 
 
 def _signed_header(value: str, algorithms: tuple[str, ...], error: type[TokenRefused]) -> dict[str, Any]:

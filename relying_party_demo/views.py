@@ -225,14 +225,13 @@ def backchannel_logout() -> tuple[Response, int]:
     """OIDC Back-Channel Logout 1.0 2.5: verify the logout token, end the sessions it names."""
     value = request.form.get("logout_token", "")
     try:
-        logout_request = district().verify_logout_token(value)
+        ended = portal().store().end_for_logout(district().verify_logout_token(value))
     except LogoutTokenRefused as refusal:
         log.warning("logout token refused (%s): %s", refusal.reason, refusal)
         return _backchannel_answer({"error": "invalid_request", "error_description": str(refusal)}, 400)
     except (ProviderUnavailable, requests.RequestException) as error:
         log.warning("logout token not checked: %s", error)
         return _backchannel_answer({"error": "temporarily_unavailable"}, 503)
-    ended = portal().store().end_for_logout(sid=logout_request.sid, sub=logout_request.sub)
     log.info("back-channel logout ended %d session(s)", ended)
     return _backchannel_answer(None, 200)
 

@@ -24,6 +24,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from playwright.sync_api import Browser, Page
 
+from idp.clock import SystemClock
+from idp.keyring import KeyRing
 from relying_party_demo.students import MIDDLE
 from relying_party_demo.tokens import BACKCHANNEL_EVENT
 from tests.conftest import csrf_token
@@ -266,6 +268,40 @@ def test_signing_out_at_the_provider_ends_that_portal_session_through_the_back_c
         assert not signed_in_at_portal(first, running_portal)
         assert signed_in_at_portal(second, running_portal)
         assert portal_rows(running_portal) == before - 1
+
+
+def test_a_logout_token_delivered_again_does_not_end_a_later_session(
+    provider: Provider, district: District, running_portal: RunningPortal
+) -> None:
+    """A captured logout token, posted after Dana signs in again, is refused (its jti is known)."""
+    with requests.Session() as before, requests.Session() as after:
+        portal_sign_in(before, provider, running_portal, district)
+        now = int(time.time())
+        claims = {
+            "iss": provider.url,
+            "aud": running_portal.client.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": secrets.token_hex(8),
+            "sub": signed_in_subs(running_portal)[0],
+            "events": {BACKCHANNEL_EVENT: {}},
+        }
+        # Signed with the provider's own key, from its key set: a token it could have sent.
+        token = KeyRing(district.keys_dir, clock=SystemClock()).sign(claims, typ="logout+jwt")
+
+        def deliver() -> requests.Response:
+            url = f"{running_portal.url}/backchannel-logout"
+            return requests.post(url, data={"logout_token": token}, timeout=HTTP_TIMEOUT)
+
+        first = deliver()
+        assert first.status_code == 200, describe(first)
+        assert not signed_in_at_portal(before, running_portal)
+
+        portal_sign_in(after, provider, running_portal, district)
+        again = deliver()
+        assert again.status_code == 400 and again.json()["error"] == "invalid_request", describe(again)
+        assert "received before" in again.json()["error_description"]
+        assert signed_in_at_portal(after, running_portal)
 
 
 def test_a_forged_logout_token_ends_nothing(

@@ -10,6 +10,8 @@ from joserfc.jwk import KeySet, RSAKey
 
 from relying_party_demo.tokens import (
     BACKCHANNEL_EVENT,
+    LEEWAY,
+    LOGOUT_TOKEN_MAX_AGE,
     LogoutRequestClaims,
     LogoutTokenRefused,
     verify_logout_token,
@@ -32,6 +34,11 @@ def make_logout_token(make_token: TokenFactory) -> TokenFactory:
     return make
 
 
+def asks(now: datetime, *, sid: str | None = "sid-1", sub: str | None = "account-1") -> LogoutRequestClaims:
+    """What the default token asks for: its iat is `now`, so it is usable for the maximum age."""
+    return LogoutRequestClaims(sid=sid, sub=sub, jti="jti-1", usable_until=now + LOGOUT_TOKEN_MAX_AGE)
+
+
 def verify(token: str, jwks: KeySet, now: datetime) -> LogoutRequestClaims:
     return verify_logout_token(token, jwks, issuer=ISSUER, client_id=CLIENT_ID, now=now)
 
@@ -45,7 +52,7 @@ def refusal(token: str, jwks: KeySet, now: datetime) -> str:
 def test_a_logout_token_names_the_session_and_the_user(
     make_logout_token: TokenFactory, jwks: KeySet, now: datetime
 ) -> None:
-    assert verify(make_logout_token(), jwks, now) == LogoutRequestClaims(sid="sid-1", sub="account-1")
+    assert verify(make_logout_token(), jwks, now) == asks(now)
 
 
 def test_sid_alone_or_sub_alone_is_enough(
@@ -53,8 +60,8 @@ def test_sid_alone_or_sub_alone_is_enough(
 ) -> None:
     only_sid = make_logout_token(drop=("nonce", "sub"))
     only_sub = make_logout_token(drop=("nonce", "sid"))
-    assert verify(only_sid, jwks, now) == LogoutRequestClaims(sid="sid-1", sub=None)
-    assert verify(only_sub, jwks, now) == LogoutRequestClaims(sid=None, sub="account-1")
+    assert verify(only_sid, jwks, now) == asks(now, sub=None)
+    assert verify(only_sub, jwks, now) == asks(now, sid=None)
 
 
 def test_neither_sid_nor_sub_is_refused(make_logout_token: TokenFactory, jwks: KeySet, now: datetime) -> None:
@@ -71,6 +78,32 @@ def test_a_logout_token_without_the_event_is_refused(
     assert refusal(not_an_object, jwks, now) == "events"
 
 
+def test_a_logout_token_without_a_jti_is_refused(
+    make_logout_token: TokenFactory, jwks: KeySet, now: datetime
+) -> None:
+    # 2.4 requires it, and the receiver needs it to refuse a replay.
+    assert refusal(make_logout_token(drop=("nonce", "jti")), jwks, now) == "jti"
+    assert refusal(make_logout_token(jti=""), jwks, now) == "jti"
+    assert refusal(make_logout_token(jti=42), jwks, now) == "jti"
+
+
+def test_a_logout_token_is_usable_until_it_is_too_old_or_expired(
+    make_logout_token: TokenFactory, jwks: KeySet, now: datetime
+) -> None:
+    """The receiver keeps a jti as long as the token would pass; then verification refuses it."""
+    short = make_logout_token(exp=int((now + timedelta(minutes=2)).timestamp()))
+    usable_until = verify(short, jwks, now).usable_until
+    assert usable_until == now + timedelta(minutes=2) + LEEWAY
+    assert verify(short, jwks, usable_until - timedelta(seconds=1)).jti == "jti-1"
+    assert refusal(short, jwks, usable_until) == "exp"
+
+    lasting = make_logout_token(drop=("nonce", "exp"))
+    usable_until = verify(lasting, jwks, now).usable_until
+    assert usable_until == now + LOGOUT_TOKEN_MAX_AGE
+    assert verify(lasting, jwks, usable_until).jti == "jti-1"
+    assert refusal(lasting, jwks, usable_until + timedelta(seconds=1)) == "iat"
+
+
 def test_a_nonce_is_refused(make_logout_token: TokenFactory, jwks: KeySet, now: datetime) -> None:
     assert refusal(make_logout_token(drop=(), nonce="n"), jwks, now) == "nonce"
 
@@ -85,7 +118,7 @@ def test_an_untyped_logout_token_of_an_older_provider_passes(
     make_logout_token: TokenFactory, jwks: KeySet, now: datetime
 ) -> None:
     token = make_logout_token(header={}, untyped=True)
-    assert verify(token, jwks, now) == LogoutRequestClaims(sid="sid-1", sub="account-1")
+    assert verify(token, jwks, now) == asks(now)
 
 
 def test_wrong_audience_or_issuer_is_refused(
