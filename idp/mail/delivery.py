@@ -26,6 +26,8 @@ MAX_BACKOFF = timedelta(hours=1)
 # SMTP outage of a day loses nothing. A row that runs out of attempts stays in the table, with
 # its ``last_error``, and is no longer tried.
 MAX_ATTEMPTS = 30
+# What a row's body reads once it is sent or given up (the column is NOT NULL).
+ERASED_BODY = ""
 
 
 class Transport(Protocol):
@@ -146,6 +148,7 @@ def deliver_due(
             row.next_attempt_at = now + backoff(row.attempts)
             failed += 1
             if row.attempts >= MAX_ATTEMPTS:
+                erase_body(row)
                 log.error(
                     "mail %s to %s given up after %d attempts: %s",
                     row.id,
@@ -158,6 +161,17 @@ def deliver_due(
         else:
             row.attempts += 1
             row.sent_at = now
+            erase_body(row)
             sent += 1
         session.commit()
     return sent, failed
+
+
+def erase_body(row: OutboundEmail) -> None:
+    """Drop the words of a message that will not be sent again, keeping who, what and when.
+
+    Bodies carry reset and verification links and students' names: the outbox holds them only
+    while the message may still go out, so a copy of the database has no usable link in it.
+    """
+    row.body_text = ERASED_BODY
+    row.body_html = None

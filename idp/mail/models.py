@@ -18,6 +18,7 @@ class OutboundEmail(Base):
     purpose: Mapped[str] = mapped_column(String(32))
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
+    # Both bodies are erased once the message is sent or given up (idp.mail.delivery.erase_body).
     body_text: Mapped[str] = mapped_column(Text)
     # The same words as HTML, sent as a multipart/alternative beside the plain text.
     body_html: Mapped[str | None] = mapped_column(Text)

@@ -328,6 +328,7 @@ def test_mail_queued_during_an_smtp_outage_is_delivered_once_when_the_server_ret
         row = the_row()
         assert (row.attempts, row.sent_at) == (attempt, None)
         assert "ConnectionRefusedError" in (row.last_error or "")
+        assert "dana.rivera" in row.body_text  # kept for the next attempt
         waits.append(row.next_attempt_at - clock.now())
         assert worker(app) == "sent 0, failed 0"  # not due yet
         clock.advance(waits[-1])
@@ -352,6 +353,13 @@ def test_mail_queued_during_an_smtp_outage_is_delivered_once_when_the_server_ret
     assert "<p>The password of your school sign-in account dana.rivera was changed" in html.get_content()
     row = the_row()
     assert row.sent_at == sent_at and row.attempts == 4
+    # Sent: the row says to whom, why and when, and no longer holds the words.
+    assert (row.to_address, row.purpose, row.subject) == (
+        "dana@example.org",
+        "password_changed",
+        "Your password was changed",
+    )
+    assert (row.body_text, row.body_html) == ("", None)
 
 
 def test_refused_smtp_credentials_leave_the_mail_queued_for_a_later_attempt(
@@ -406,6 +414,7 @@ def test_a_mail_out_of_attempts_stays_in_the_outbox_and_is_no_longer_tried(
     row = the_row()
     assert row.attempts == MAX_ATTEMPTS and row.sent_at is None
     assert "ConnectionRefusedError" in (row.last_error or "")
+    assert (row.subject, row.body_text, row.body_html) == ("Hi", "", None)  # never sent again
 
 
 def test_the_retries_span_about_a_day():
