@@ -57,6 +57,7 @@ class Settings:
     argon2_max_concurrent: int = 4
     require_email_verification: bool = False
     mail_poll_seconds: int = 2
+    retention_seconds: int = 2_592_000
     keys_check_seconds: int = 2
     languages: tuple[str, ...] = ("en",)
     max_form_bytes: int = 64 * 1024
@@ -113,6 +114,7 @@ class Settings:
             argon2_max_concurrent=reader.positive("IDP_ARGON2_MAX_CONCURRENT", 4),
             require_email_verification=reader.boolean("IDP_REQUIRE_EMAIL_VERIFICATION", False),
             mail_poll_seconds=reader.positive("IDP_MAIL_POLL_SECONDS", 2),
+            retention_seconds=reader.positive("IDP_RETENTION_SECONDS", 2_592_000),
             keys_check_seconds=reader.positive("IDP_KEYS_CHECK_SECONDS", 2),
             languages=reader.languages("IDP_LANGUAGES", ("en",)),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from idp.accounts.wiring import recovery
 from idp.audit import audit
 from idp.extensions import db
 from idp.mail.delivery import deliver_due, transport_for
+from idp.retention import Schedule, prune
 from idp.runtime import runtime
 
 
@@ -138,6 +140,11 @@ def district_show(as_json: bool) -> None:
 
 
 # --- mail ---------------------------------------------------------------------------------
+# Retention is counted in days: an hourly pass keeps each batch of deletes small, and passes
+# more often would only scan the same tables again (idp.retention).
+PRUNE_EVERY = timedelta(hours=1)
+
+
 @click.group(help="The mail outbox.")
 def mail() -> None:
     pass
@@ -147,7 +154,8 @@ def mail() -> None:
     "worker",
     help=(
         "Every IDP_MAIL_POLL_SECONDS until stopped: answer recovery requests, send due mail, end "
-        "timed-out sessions and tell their portals; --once does it once and exits."
+        "timed-out sessions and tell their portals; once an hour, delete rows past "
+        "IDP_RETENTION_SECONDS. --once does it all once and exits."
     ),
 )
 @click.option("--once", is_flag=True, help="Send what is due, then exit.")
@@ -158,7 +166,13 @@ def mail_worker(once: bool) -> None:
     except ValueError as error:
         _fail(str(error))
         return
+    pruning = Schedule(PRUNE_EVERY)
+    keep = timedelta(seconds=rt.settings.retention_seconds)
     while True:
+        if pruning.due(rt.clock.now()):
+            pruned = prune(db.session, now=rt.clock.now(), keep=keep)
+            if pruned.total:
+                click.echo(f"pruned {pruned.describe()}", err=True)
         # Trouble-page requests first: the worker decides whom to write to (idp.accounts.recovery).
         ended = end_timed_out_sessions()
         if ended:

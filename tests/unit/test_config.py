@@ -67,6 +67,7 @@ def test_defaults_match_the_configuration_table():
     )
     assert settings.require_email_verification is False
     assert settings.mail_poll_seconds == 2
+    assert settings.retention_seconds == 2_592_000
     assert settings.keys_check_seconds == 2
     assert settings.languages == ("en",)
     assert not settings.is_production
@@ -87,6 +88,7 @@ def test_values_are_read_and_typed():
             "IDP_LANGUAGES": "en, es",
             "IDP_KEYS_PASSPHRASE": "open sesame",
             "IDP_SMTP_URL": "file:///var/spool/idp",
+            "IDP_RETENTION_SECONDS": "86400",
         }
     )
 
@@ -97,6 +99,7 @@ def test_values_are_read_and_typed():
     assert settings.languages == ("en", "es")
     assert settings.keys_passphrase == "open sesame"
     assert settings.smtp_url == "file:///var/spool/idp"
+    assert settings.retention_seconds == 86_400
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on"])
@@ -120,6 +123,7 @@ def test_false_spellings_are_accepted(raw):
         ("IDP_TRUSTED_PROXIES", "-1"),
         ("IDP_ARGON2_MEMORY_KIB", "4"),
         ("IDP_KEYS_CHECK_SECONDS", "2s"),
+        ("IDP_RETENTION_SECONDS", "0"),
     ],
 )
 def test_bad_integer_names_its_variable(name, raw):
