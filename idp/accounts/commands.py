@@ -154,7 +154,8 @@ def mail() -> None:
     "worker",
     help=(
         "Every IDP_MAIL_POLL_SECONDS until stopped: answer recovery requests, send due mail, end "
-        "timed-out sessions and tell their portals; once an hour, delete rows past "
+        "timed-out sessions and tell their portals, retry back-channel logouts that failed; once "
+        "an hour, delete rows past "
         "IDP_RETENTION_SECONDS. --once does it all once and exits."
     ),
 )
@@ -177,6 +178,9 @@ def mail_worker(once: bool) -> None:
         ended = end_timed_out_sessions()
         if ended:
             click.echo(f"ended {ended} timed-out session(s)", err=True)
+        told, not_told = rt.backchannel().retry_due()
+        if told or not_told:
+            click.echo(f"back-channel logout retries: delivered {told}, failed {not_told}", err=True)
         answered = recovery().answer_requests()
         sent, failed = deliver_due(db.session, transport, sender=rt.settings.mail_from, clock=rt.clock)
         if answered:

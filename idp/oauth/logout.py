@@ -4,7 +4,11 @@ Delivery choice: logout tokens are POSTed right after the sign-out commits, to e
 the session in parallel, each POST with a short timeout and all of them together bounded
 (``TokenPolicy.backchannel_timeout`` / ``backchannel_total``), so a slow or dead portal delays
 the sign-out page by at most that bound. A failure is logged and audited
-(``backchannel_logout.failed``) and not retried: the portal's own session timeout is the backstop.
+(``backchannel_logout.failed``). One that may pass later (a timeout, a network error, a 5xx or
+a 429: 2.8 lets the OP retry) becomes a ``backchannel_retry`` row that ``idp mail worker`` tries
+again after 1, 2, 4 … 32 minutes, each time with a fresh token; any other answer (a 4xx: the
+portal refused the token) is final. A retry that runs out is audited
+(``backchannel_logout.given_up``): the portal's own session timeout is then the backstop.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 
@@ -26,7 +31,7 @@ from idp.clock import Clock
 from idp.db import DbSession
 from idp.keyring import KeyRing
 from idp.oauth.id_tokens import IdTokenHint, InvalidIdTokenHint, read_id_token_hint
-from idp.oauth.models import Client
+from idp.oauth.models import BackchannelRetry, Client
 from idp.policy import TokenPolicy
 from idp.tokens import new_secret
 
@@ -143,11 +148,18 @@ def _with_query(uri: str, params: dict[str, str]) -> str:
 
 
 # --- back-channel logout ---------------------------------------------------------------------
+# The waits before each retry: about an hour in all, beyond any portal's idle timeout we know.
+RETRY_WAITS = tuple(timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32))
+# Answers that say "not now" rather than "no": worth another try with a fresh token.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 @dataclass(frozen=True)
 class Delivery:
     client_id: str
     uri: str
     error: str | None  # None when the portal answered 2xx
+    retryable: bool = False
 
 
 Poster = Callable[[str, bytes, float], int]
@@ -252,42 +264,132 @@ class BackchannelLogout:
             }
             done, _pending = wait(futures, timeout=self.policy.backchannel_total.total_seconds())
             for future, (client_id, uri) in futures.items():
-                deliveries.append(Delivery(client_id, uri, _outcome(future, done)))
+                deliveries.append(_delivery(client_id, uri, future, done))
         finally:
             # Stragglers end by their own timeout; the page does not wait for them.
             pool.shutdown(wait=False, cancel_futures=True)
         for delivery in deliveries:
-            self._record(delivery, ended)
+            self._record(delivery, ended.account_id, ended.sid, attempt=1)
+            if delivery.error is not None and delivery.retryable:
+                self.session.add(
+                    BackchannelRetry(
+                        client_id=delivery.client_id,
+                        account_id=ended.account_id,
+                        sid=ended.sid,
+                        next_attempt_at=self.clock.now() + RETRY_WAITS[0],
+                        attempts=1,
+                        last_error=delivery.error,
+                    )
+                )
         return deliveries
 
-    def _record(self, delivery: Delivery, ended: EndedSession) -> None:
+    def retry_due(self, limit: int = 100) -> tuple[int, int]:
+        """Send again what is due (``idp mail worker``), committing after each; return (delivered, failed).
+
+        SKIP LOCKED lets several workers share the rows on PostgreSQL; each POST waits at most
+        ``backchannel_timeout``, so a row is held no longer than that.
+        """
+        delivered = failed = 0
+        for _ in range(limit):
+            now = self.clock.now()
+            retry = self.session.execute(
+                select(BackchannelRetry)
+                .where(BackchannelRetry.next_attempt_at <= now)
+                .order_by(BackchannelRetry.next_attempt_at, BackchannelRetry.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
+            if retry is None:
+                self.session.rollback()
+                break
+            client = self.session.execute(
+                select(Client).where(Client.client_id == retry.client_id)
+            ).scalar_one_or_none()
+            if client is None or not client.backchannel_logout_uri:
+                self.session.delete(retry)  # the portal no longer asks to be told
+                self.session.commit()
+                continue
+            delivery = self._post(client, sid=retry.sid, sub=retry.account_id)
+            retry.attempts += 1
+            self._record(delivery, retry.account_id, retry.sid, attempt=retry.attempts)
+            if delivery.error is None:
+                delivered += 1
+                self.session.delete(retry)
+            elif delivery.retryable and retry.attempts <= len(RETRY_WAITS):
+                failed += 1
+                retry.last_error = delivery.error
+                retry.next_attempt_at = now + RETRY_WAITS[retry.attempts - 1]
+            else:
+                failed += 1
+                self._give_up(retry, delivery)
+            self.session.commit()
+        return delivered, failed
+
+    def _post(self, client: Client, *, sid: str, sub: str) -> Delivery:
+        uri = str(client.backchannel_logout_uri)
+        body = urlencode({"logout_token": self.logout_token(client, sid=sid, sub=sub)}).encode()
+        try:
+            status = self.poster(uri, body, self.policy.backchannel_timeout.total_seconds())
+        # Any error, as in the first attempt: one bad portal must not stop the others.
+        except Exception as error:
+            return Delivery(client.client_id, uri, _describe(error), retryable=True)
+        return _answered(client.client_id, uri, status)
+
+    def _give_up(self, retry: BackchannelRetry, delivery: Delivery) -> None:
+        log.error(
+            "back-channel logout to %s given up after %d attempts: %s",
+            delivery.uri,
+            retry.attempts,
+            delivery.error,
+        )
+        audit(
+            self.session,
+            "backchannel_logout.given_up",
+            account_id=retry.account_id,
+            client_id=retry.client_id,
+            sid=retry.sid,
+            attempts=retry.attempts,
+            reason=delivery.error,
+        )
+        self.session.delete(retry)
+
+    def _record(self, delivery: Delivery, account_id: str, sid: str, *, attempt: int) -> None:
         if delivery.error is None:
             audit(
                 self.session,
                 "backchannel_logout.delivered",
-                account_id=ended.account_id,
+                account_id=account_id,
                 client_id=delivery.client_id,
-                sid=ended.sid,
+                sid=sid,
+                attempt=attempt,
             )
             return
         log.warning("back-channel logout to %s failed: %s", delivery.uri, delivery.error)
         audit(
             self.session,
             "backchannel_logout.failed",
-            account_id=ended.account_id,
+            account_id=account_id,
             client_id=delivery.client_id,
-            sid=ended.sid,
+            sid=sid,
+            attempt=attempt,
             reason=delivery.error,
         )
 
 
-def _outcome(future: Future[int], done: set[Future[int]]) -> str | None:
+def _delivery(client_id: str, uri: str, future: Future[int], done: set[Future[int]]) -> Delivery:
     if future not in done:
-        return "timed out"
+        return Delivery(client_id, uri, "timed out", retryable=True)
     error = future.exception()
     if error is not None:
-        return f"{type(error).__name__}: {error}"[:200]
-    status = future.result()
+        return Delivery(client_id, uri, _describe(error), retryable=True)
+    return _answered(client_id, uri, future.result())
+
+
+def _answered(client_id: str, uri: str, status: int) -> Delivery:
     if 200 <= status < 300:
-        return None
-    return f"HTTP {status}"
+        return Delivery(client_id, uri, None)
+    return Delivery(client_id, uri, f"HTTP {status}", retryable=status in RETRYABLE_STATUSES)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:200]

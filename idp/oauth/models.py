@@ -209,3 +209,25 @@ class RefreshToken(Base):
     expires_at: Mapped[utc_time]
     # Set once, atomically, when the token is exchanged for the next one; presenting it again is reuse.
     rotated_at: Mapped[utc_time_or_none]
+
+
+class BackchannelRetry(Base):
+    """A logout token a portal did not take (timeout, network error, 5xx or 429), to send again.
+
+    The row names the ended session, not a token: each attempt signs a fresh one, since a portal
+    refuses a logout token minutes old. It is deleted once delivered or given up.
+    """
+
+    __tablename__ = "backchannel_retry"
+
+    id: Mapped[id_pk]
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_client.client_id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[utc_now]
+    next_attempt_at: Mapped[utc_time] = mapped_column(index=True)
+    # Attempts so far, the first (at sign-out) included.
+    attempts: Mapped[int]
+    last_error: Mapped[str] = mapped_column(String(200))

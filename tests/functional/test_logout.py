@@ -15,7 +15,9 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 
 from idp.accounts.models import OPSession, SessionClient
+from idp.audit import AuditEvent
 from idp.extensions import db
+from idp.oauth.models import BackchannelRetry, Client
 from idp.runtime import runtime
 from tests.conftest import AuthRequest, csrf_token, redirect_params
 from tests.functional.oidc import authorize_as, redeem, sign_in
@@ -366,3 +368,100 @@ def test_signing_in_after_a_timeout_starts_a_new_sid_and_tells_the_old_ones_port
     (received,) = receiver.wait_for(1)
     keys = KeySet.import_key_set(client.get("/jwks.json").get_json())
     assert jwt.decode(received.form["logout_token"][0], keys, algorithms=["RS256"]).claims["sid"] == first
+
+
+# --- back-channel logout: trying again ----------------------------------------------------------
+def retries() -> list[BackchannelRetry]:
+    db.session.rollback()
+    return list(db.session.execute(select(BackchannelRetry)).scalars())
+
+
+def audited(name: str) -> list[dict[str, Any]]:
+    db.session.rollback()
+    rows = db.session.execute(select(AuditEvent.details).where(AuditEvent.name == name)).scalars()
+    return [dict(details) for details in rows]
+
+
+def test_a_portal_that_was_down_is_told_by_the_worker_with_a_fresh_token(
+    app, client, make_client, username, clock
+):
+    with backchannel_receiver(status=503) as down:
+        portal = make_client(backchannel_logout_uri=down.url)
+        tokens = signed_in_tokens(client, portal, username)
+        assert_signed_out_page(client.get(logout_url(id_token_hint=tokens["id_token"])))
+        (retry,) = retries()
+        assert (retry.attempts, retry.last_error) == (1, "HTTP 503")
+        assert retry.next_attempt_at == clock.now() + timedelta(minutes=1)
+        assert runtime().backchannel().retry_due() == (0, 0)  # not due yet
+
+        down.status = 200
+        clock.advance(timedelta(minutes=1))
+        result = app.test_cli_runner().invoke(args=["mail", "worker", "--once"])
+
+        assert result.exit_code == 0, result.output
+        assert "back-channel logout retries: delivered 1, failed 0" in result.output
+        first, second = (r.form["logout_token"][0] for r in down.wait_for(2))
+    id_claims = verified_claims(client, tokens["id_token"])
+    again = verified_claims(client, second, sid=id_claims["sid"], sub=id_claims["sub"], aud=portal.client_id)
+    assert again["jti"] != verified_claims(client, first)["jti"]
+    assert again["iat"] == int(clock.now().timestamp())  # signed for this attempt: a portal refuses old ones
+    assert retries() == []
+    assert [d["attempt"] for d in audited("backchannel_logout.failed")] == [1]
+    assert [d["attempt"] for d in audited("backchannel_logout.delivered")] == [2]
+
+
+def test_retries_wait_longer_each_time_and_stop_after_about_an_hour(client, make_client, username, clock):
+    with backchannel_receiver(status=500) as broken:
+        portal = make_client(backchannel_logout_uri=broken.url)
+        tokens = signed_in_tokens(client, portal, username)
+        client.get(logout_url(id_token_hint=tokens["id_token"]))
+        backchannel = runtime().backchannel()
+        waits = []
+        while retries():
+            (retry,) = retries()
+            waits.append(retry.next_attempt_at - clock.now())
+            clock.advance(waits[-1] - timedelta(seconds=1))
+            assert backchannel.retry_due() == (0, 0)
+            clock.advance(timedelta(seconds=1))
+            assert backchannel.retry_due() == (0, 1)
+        assert len(broken.wait_for(7)) == 7
+    assert waits == [timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32)]
+    (given_up,) = audited("backchannel_logout.given_up")
+    assert (given_up["attempts"], given_up["reason"]) == (7, "HTTP 500")
+    assert len(audited("backchannel_logout.failed")) == 7
+
+
+@pytest.mark.parametrize(("status", "retried"), [(400, False), (404, False), (429, True), (502, True)])
+def test_only_answers_that_may_change_are_tried_again(client, make_client, username, status, retried):
+    with backchannel_receiver(status=status) as answering:
+        portal = make_client(backchannel_logout_uri=answering.url)
+        tokens = signed_in_tokens(client, portal, username)
+        assert_signed_out_page(client.get(logout_url(id_token_hint=tokens["id_token"])))
+    assert len(retries()) == (1 if retried else 0)
+    assert [d["reason"] for d in audited("backchannel_logout.failed")] == [f"HTTP {status}"]
+
+
+def test_an_unreachable_portal_is_tried_again(client, make_client, username):
+    portal = make_client(backchannel_logout_uri="http://127.0.0.1:9/backchannel-logout")
+    tokens = signed_in_tokens(client, portal, username)
+    client.get(logout_url(id_token_hint=tokens["id_token"]))
+    (retry,) = retries()
+    assert "ConnectionRefusedError" in retry.last_error or "URLError" in retry.last_error
+
+
+def test_a_retry_for_a_portal_that_dropped_its_back_channel_uri_is_dropped(
+    client, make_client, username, clock
+):
+    with backchannel_receiver(status=503) as down:
+        portal = make_client(backchannel_logout_uri=down.url)
+        tokens = signed_in_tokens(client, portal, username)
+        client.get(logout_url(id_token_hint=tokens["id_token"]))
+        registered = db.session.execute(
+            select(Client).where(Client.client_id == portal.client_id)
+        ).scalar_one()
+        registered.backchannel_logout_uri = None
+        db.session.commit()
+        clock.advance(timedelta(minutes=1))
+        assert runtime().backchannel().retry_due() == (0, 0)
+        assert len(down.received) == 1
+    assert retries() == []
