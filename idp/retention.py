@@ -9,7 +9,7 @@ worker`` runs this once an hour (idp.accounts.commands).
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -46,7 +46,7 @@ class Schedule:
     """When a recurring job is due: at its first chance, then once every ``every``."""
 
     every: timedelta
-    last: datetime | None = field(default=None)
+    last: datetime | None = None
 
     def due(self, now: datetime) -> bool:
         if self.last is not None and now - self.last < self.every:

@@ -155,8 +155,7 @@ def mail() -> None:
     help=(
         "Every IDP_MAIL_POLL_SECONDS until stopped: answer recovery requests, send due mail, end "
         "timed-out sessions and tell their portals, retry back-channel logouts that failed; once "
-        "an hour, delete rows past "
-        "IDP_RETENTION_SECONDS. --once does it all once and exits."
+        "an hour, delete rows past IDP_RETENTION_SECONDS. --once does it all once and exits."
     ),
 )
 @click.option("--once", is_flag=True, help="Send what is due, then exit.")
@@ -174,13 +173,14 @@ def mail_worker(once: bool) -> None:
             pruned = prune(db.session, now=rt.clock.now(), keep=keep)
             if pruned.total:
                 click.echo(f"pruned {pruned.describe()}", err=True)
-        # Trouble-page requests first: the worker decides whom to write to (idp.accounts.recovery).
         ended = end_timed_out_sessions()
         if ended:
             click.echo(f"ended {ended} timed-out session(s)", err=True)
         told, not_told = rt.backchannel().retry_due()
         if told or not_told:
             click.echo(f"back-channel logout retries: delivered {told}, failed {not_told}", err=True)
+        # Trouble-page requests before the outbox: the worker decides whom to write to
+        # (idp.accounts.recovery), and the mail goes out in the same pass.
         answered = recovery().answer_requests()
         sent, failed = deliver_due(db.session, transport, sender=rt.settings.mail_from, clock=rt.clock)
         if answered:
