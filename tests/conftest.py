@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,25 +85,33 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys")
 
 
+@contextmanager
+def empty_database(backend: str, folder: Path, postgres_name: str) -> Iterator[str]:
+    """The URL of a new, empty database on ``backend``: a file in ``folder``, or a PostgreSQL
+    database called ``postgres_name``, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'idp.db'}"
+        return
+    recreate_postgres_database(postgres_name)
+    try:
+        yield postgres_url(postgres_name)
+    finally:
+        drop_postgres_database(postgres_name)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys_dir: Path
 ) -> Iterator[str]:
     """A migrated, empty database for each backend, made once per test session."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'idp.db'}"
-    else:
-        recreate_postgres_database(POSTGRES_TEST_DB)
-        url = postgres_url(POSTGRES_TEST_DB)
-    app = create_app(settings_for_tests(url, keys_dir))
-    with app.app_context():
-        from flask_migrate import upgrade
+    with empty_database(request.param, tmp_path_factory.mktemp("sqlite"), POSTGRES_TEST_DB) as url:
+        app = create_app(settings_for_tests(url, keys_dir))
+        with app.app_context():
+            from flask_migrate import upgrade
 
-        upgrade()
-        db.engine.dispose()
-    yield url
-    if request.param == "postgresql":
-        drop_postgres_database(POSTGRES_TEST_DB)
+            upgrade()
+            db.engine.dispose()
+        yield url
 
 
 def truncate_all(url: str) -> None:

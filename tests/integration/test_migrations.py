@@ -16,12 +16,7 @@ from sqlalchemy import text
 
 from idp import create_app
 from idp.extensions import db
-from tests.conftest import (
-    drop_postgres_database,
-    postgres_url,
-    recreate_postgres_database,
-    settings_for_tests,
-)
+from tests.conftest import empty_database, settings_for_tests
 
 MIGRATIONS_DB = f"idp_test_migrations_{os.getpid()}"
 
@@ -29,18 +24,12 @@ MIGRATIONS_DB = f"idp_test_migrations_{os.getpid()}"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_app(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Iterator[Flask]:
     """An app on an empty database that no other test shares."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'migrations.db'}"
-    else:
-        recreate_postgres_database(MIGRATIONS_DB)
-        url = postgres_url(MIGRATIONS_DB)
-    app = create_app(settings_for_tests(url, keys_dir))
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
-    if request.param == "postgresql":
-        drop_postgres_database(MIGRATIONS_DB)
+    with empty_database(request.param, tmp_path, MIGRATIONS_DB) as url:
+        app = create_app(settings_for_tests(url, keys_dir))
+        with app.app_context():
+            yield app
+            db.session.remove()
+            db.engine.dispose()
 
 
 def add_mail(state: str, *, sent_at: datetime | None, attempts: int) -> None:
