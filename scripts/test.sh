@@ -26,4 +26,5 @@ fi
 "$BIN/ruff" check idp relying_party_demo tests bench
 "$BIN/ruff" format --check idp relying_party_demo tests bench
 "$BIN/mypy"
-"$BIN/pytest" "$@"
+# Spread over the cores; each end-to-end backend stays on one worker (tests/e2e/conftest.py).
+"$BIN/pytest" -n auto --dist loadgroup "$@"

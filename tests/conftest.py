@@ -1,8 +1,11 @@
-"""Shared fixtures: one migrated database per backend, an app per test, factories, a frozen clock.
+"""Shared fixtures: one migrated database per backend, one app per settings, a transaction per test.
 
 Database tests run twice, on SQLite and on the machine's PostgreSQL (``database`` is
-parametrised). Migrations run once per backend and session; every test ends by deleting
-all rows, which works for gunicorn-based tests too (they cannot share a test transaction).
+parametrised). Under pytest-xdist every worker has its own databases, migrated once, and builds
+one app per distinct ``Settings`` (modules may override the ``settings`` fixture). Each test runs
+inside a transaction that is rolled back at its end: the session joins it with SAVEPOINTs, so the
+code under test commits as usual. A test marked ``commits`` (threads with their own connections,
+another connection watching) runs without that transaction and its rows are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import hashlib
 import os
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,9 +25,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import psycopg
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine
 
 from idp import create_app
 from idp.accounts.models import Account, AccountType
@@ -60,6 +64,10 @@ def drop_postgres_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+# Counters of this pytest process (one per xdist worker); each test starts with none of them.
+REDIS_TEST_PREFIX = f"idp-test:{os.getpid()}:"
+
+
 def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: cheap argon2 (benchmarks measure the real cost), real Redis."""
     base = Settings(
@@ -67,8 +75,7 @@ def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> S
         issuer="http://localhost",
         database_url=database_url,
         redis_url=REDIS_TEST_URL,
-        # Counters of their own for every app: concurrent runs and earlier tests never meet.
-        redis_key_prefix=f"idp-test:{secrets.token_hex(8)}:",
+        redis_key_prefix=REDIS_TEST_PREFIX,
         secret_key="test-secret-key-that-is-long-enough-0123456789",
         keys_dir=keys_dir,
         # Mail to files in the session's temporary folder, never into the checkout's instance/outbox.
@@ -78,6 +85,12 @@ def settings_for_tests(database_url: str, keys_dir: Path, **overrides: Any) -> S
         argon2_parallelism=1,
     )
     return replace(base, **overrides)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "commits: runs without the per-test transaction (its rows are deleted afterwards)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -99,32 +112,90 @@ def empty_database(backend: str, folder: Path, postgres_name: str) -> Iterator[s
         drop_postgres_database(postgres_name)
 
 
+class AppCache:
+    """The apps built so far in this process, one per distinct ``Settings``, the latest few kept.
+
+    Modules that make settings per test (a folder of their own) would otherwise keep an engine,
+    and its pooled connections, for every test.
+    """
+
+    def __init__(self, size: int = 6) -> None:
+        self.size = size
+        self.apps: OrderedDict[Settings, Flask] = OrderedDict()
+
+    def get(self, settings: Settings, clock: FrozenClock) -> Flask:
+        app = self.apps.get(settings)
+        if app is None:
+            app = self.apps[settings] = create_app(settings, clock=clock)
+            while len(self.apps) > self.size:
+                self.dispose(self.apps.popitem(last=False)[1])
+        self.apps.move_to_end(settings)
+        return app
+
+    def drop(self, database_url: str) -> None:
+        for key in [key for key in self.apps if key.database_url == database_url]:
+            self.dispose(self.apps.pop(key))
+
+    @staticmethod
+    def dispose(app: Flask) -> None:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _apps() -> Iterator[AppCache]:
+    cache = AppCache()
+    yield cache
+    for app in cache.apps.values():
+        cache.dispose(app)
+
+
+@pytest.fixture(scope="session")
+def _clock() -> FrozenClock:
+    return FrozenClock()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys_dir: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    keys_dir: Path,
+    _apps: AppCache,
+    _clock: FrozenClock,
 ) -> Iterator[str]:
-    """A migrated, empty database for each backend, made once per test session."""
+    """A migrated, empty database for each backend, made once per test process."""
     with empty_database(request.param, tmp_path_factory.mktemp("sqlite"), POSTGRES_TEST_DB) as url:
-        app = create_app(settings_for_tests(url, keys_dir))
-        with app.app_context():
+        with _apps.get(settings_for_tests(url, keys_dir), _clock).app_context():
             from flask_migrate import upgrade
 
             upgrade()
-            db.engine.dispose()
         yield url
+        _apps.drop(url)
 
 
-def truncate_all(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
+def delete_all_rows() -> None:
+    """Empty every table, through the current app's engine (for tests that really commit)."""
+    with db.engine.begin() as conn:
         for table in reversed(db.metadata.sorted_tables):
             conn.execute(table.delete())
-    engine.dispose()
+
+
+def forget_counters() -> None:
+    """Delete this process's lockout and rate-limit counters from the test Redis."""
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{REDIS_TEST_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
+def clock(_clock: FrozenClock) -> FrozenClock:
+    """The clock of every app this process builds, set to the present at the start of each test."""
+    _clock.set(datetime.now(UTC).replace(microsecond=0))
+    return _clock
 
 
 @pytest.fixture
@@ -132,15 +203,39 @@ def settings(database_url: str, keys_dir: Path) -> Settings:
     return settings_for_tests(database_url, keys_dir)
 
 
-@pytest.fixture
-def app(settings: Settings, clock: FrozenClock, database_url: str) -> Iterator[Flask]:
-    app = create_app(settings, clock=clock)
-    app.config["TESTING"] = True
-    with app.app_context():
-        yield app
+@contextmanager
+def rolled_back() -> Iterator[None]:
+    """Bind the session to a connection whose transaction is rolled back at the end."""
+    connection = db.engine.connect()
+    outer = connection.begin()
+    db.session.remove()
+    db.session.session_factory.configure(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield
+    finally:
         db.session.remove()
-        db.engine.dispose()
-    truncate_all(database_url)
+        db.session.session_factory.configure(bind=None, join_transaction_mode="conditional_savepoint")
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def app(
+    request: pytest.FixtureRequest, settings: Settings, clock: FrozenClock, _apps: AppCache
+) -> Iterator[Flask]:
+    app = _apps.get(settings, clock)
+    app.config["TESTING"] = True
+    forget_counters()
+    with app.app_context():
+        if request.node.get_closest_marker("commits") is None:
+            with rolled_back():
+                yield app
+        else:
+            try:
+                yield app
+            finally:
+                db.session.remove()
+                delete_all_rows()
 
 
 @pytest.fixture

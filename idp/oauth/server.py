@@ -308,16 +308,6 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             raise InvalidGrantError("The account behind this code is not available.")
         return account
 
-    def validate_token_request(self) -> None:
-        # PostgreSQL: the exchange needs no transaction of its own. It reads (client, code), then
-        # writes once, and that write (TokenFamilyService.redeem_code) is one statement, atomic on
-        # its own; autocommit saves the BEGIN and COMMIT round trips. SQLite keeps its
-        # transaction (BEGIN IMMEDIATE, which costs no round trip).
-        session = db.session()
-        if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        super().validate_token_request()
-
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Redeem the code: consume it and store what it begets in one step, commit, then sign.
@@ -365,7 +355,6 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 
     def _refuse_replay(self, code: RedeemableCode) -> NoReturn:
         """RFC 6749 4.1.2 / RFC 9700 4.2.4: a replay revokes what the first redemption issued."""
-        db.session.commit()  # leave autocommit: the revocation and its audit land together
         audit(db.session, "authorization_code.replayed", account_id=code.account.id, client_id=code.client_id)
         rt = runtime()
         rt.families().revoke_for_code(code.id, reason="authorization_code_replayed")

@@ -263,6 +263,15 @@ class ProviderPool:
             pytest.fail("\n".join(failures))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, one worker takes every end-to-end test of one backend: each worker
+    then prepares one district and starts one shared provider, not both."""
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("e2e_database")
+        if backend is not None and item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.xdist_group(f"e2e-{backend}"))
+
+
 # --- fixtures -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:

@@ -19,6 +19,9 @@ from tests.conftest import PASSWORD
 from tests.functional import oidc
 from tests.functional.locks import sqlite_writer_can_start
 
+# Another connection looks at what each request has committed: no test transaction around it.
+pytestmark = pytest.mark.commits
+
 
 @pytest.fixture
 def account_id(make_account: Callable[..., Account]) -> str:

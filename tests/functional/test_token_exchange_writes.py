@@ -28,6 +28,9 @@ from tests.functional.oidc import authorize_as, redeem
 
 OFFLINE_SCOPE = "openid profile email students offline_access"
 
+# Another connection looks at what each request has committed: no test transaction around it.
+pytestmark = pytest.mark.commits
+
 
 @pytest.fixture
 def username(make_account) -> str:

@@ -21,6 +21,9 @@ from idp import db as idp_db
 from idp.extensions import db
 from tests.conftest import POSTGRES_ADMIN_URL
 
+# Connections come and go from the pool here: no test transaction may hold one.
+pytestmark = pytest.mark.commits
+
 
 @pytest.fixture
 def postgresql(app: Flask, database_url: str) -> str:

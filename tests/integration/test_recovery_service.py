@@ -115,6 +115,7 @@ def test_refusals_leave_the_token_usable(app: Flask, make_account):
     service.open(token)  # still good
 
 
+@pytest.mark.commits
 def test_two_submits_of_one_link_at_once_change_the_password_once(app: Flask, make_account):
     account = make_account()
     token = mailed_token(recovery(), account.username, account.email)
