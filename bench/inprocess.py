@@ -44,7 +44,7 @@ from idp.config import Settings
 from idp.extensions import db
 from idp.oauth.clients import ClientService, ClientSpec
 from idp.oauth.models import AuthorizationCode
-from idp.runtime import runtime
+from idp.web.context import services
 
 REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 USERNAME = "bench.inprocess"
@@ -78,7 +78,7 @@ class Provider:
             from flask_migrate import upgrade
 
             upgrade()
-            rt = runtime()
+            rt = services()
             account = rt.accounts().create(
                 username=USERNAME,
                 email="bench@example.org",

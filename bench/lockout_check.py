@@ -42,7 +42,7 @@ from idp import create_app
 from idp.accounts.lockout import Lockout
 from idp.config import Settings
 from idp.extensions import db
-from idp.runtime import EXTENSION_KEY
+from idp.web.context import SERVICES_KEY
 
 TARGET_SHARE = 0.02
 USERNAME = "bench.parent"
@@ -77,7 +77,7 @@ def build_provider(workdir: Path, redis_url: str, prefix: str) -> Flask:
         from flask_migrate import upgrade
 
         upgrade()
-        app.extensions[EXTENSION_KEY].accounts().create(
+        app.extensions[SERVICES_KEY].accounts().create(
             username=USERNAME,
             email="bench.parent@example.org",
             password=PASSWORD,
@@ -89,8 +89,7 @@ def build_provider(workdir: Path, redis_url: str, prefix: str) -> Flask:
 
 
 def lockout_of(app: Flask) -> Lockout:
-    lockout: Lockout | None = app.extensions[EXTENSION_KEY].lockout
-    assert lockout is not None
+    lockout: Lockout = app.extensions[SERVICES_KEY].lockout
     return lockout
 
 
@@ -139,8 +138,8 @@ def measure(redis_url: str, checks: int, signins: int) -> float:
     try:
         app = build_provider(workdir, redis_url, prefix)
         lockout = lockout_of(app)
-        key = lockout.keys.user(USERNAME)
-        settings = app.extensions[EXTENSION_KEY].settings
+        key = lockout.user_key(USERNAME)
+        settings = app.extensions[SERVICES_KEY].settings
         print(f"machine: {describe_machine()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"redis: {server.get('redis_version')} at {redis_url}")
         print(
@@ -160,7 +159,7 @@ def measure(redis_url: str, checks: int, signins: int) -> float:
             for _ in range(min(per_round, checks - len(work))):
                 work.append(lockout_sample(lockout, key))
                 reads.append(read_sample(lockout, key))
-        if lockout.store.count(key) != 0:
+        if lockout.counters.window(key).count != 0:
             raise RuntimeError("the counter did not reset: the benchmark measured something else")
     finally:
         for stale in client.scan_iter(match=f"{prefix}*"):

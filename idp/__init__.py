@@ -4,30 +4,27 @@ from __future__ import annotations
 
 from flask import Flask
 
-from idp.clock import Clock
+from idp.clock import Clock, SystemClock
 from idp.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
-    """Build the provider: configuration, database, Redis, OAuth, pages, errors, CLI."""
-    from idp.app import (
-        configure,
-        init_db,
-        init_oauth,
-        init_redis,
-        init_web,
-        register_blueprints,
-        register_cli,
-        register_error_handlers,
-    )
+    """Build the provider: configuration, database, services, pages, OAuth, limits, errors, CLI."""
+    from idp.cli import register_cli
+    from idp.web import init_web
+    from idp.web.app import configure, init_db, init_oauth, init_services, register_blueprints
+    from idp.web.errors import register_error_handlers
+    from idp.web.rate_limits import init_rate_limits
 
     app = Flask(__name__, instance_relative_config=True)
-    configure(app, settings or Settings.from_env(), clock=clock)
+    settings = settings or Settings.from_env()
+    configure(app, settings)
     init_db(app)
-    init_redis(app)
-    init_web(app)
-    init_oauth(app)
+    services = init_services(app, settings, clock=clock or SystemClock())
+    init_web(app, services)
+    init_oauth(app, services)
     register_blueprints(app)
+    init_rate_limits(app, services)
     register_error_handlers(app)
     register_cli(app)
     return app

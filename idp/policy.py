@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from limits import parse_many
+
 from idp.config import Settings
+from idp.counters.store import Threshold
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class LockoutPolicy:
     # one cookie remembers this many accounts (a family computer).
     device_cookie_life: timedelta = timedelta(days=180)
     devices_per_browser: int = 5
+
+    @property
+    def attempts(self) -> Threshold:
+        return Threshold(limit=self.threshold, window=self.window, lock=self.duration)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LockoutPolicy:
@@ -97,10 +104,49 @@ class RecoveryPolicy:
     """ "Having trouble signing in?": how long a reset link works, and how much mail one account gets."""
 
     token_life: timedelta = timedelta(minutes=30)
-    # Requests beyond this many per account and hour are dropped by the mail worker: the trouble
+    # Requests beyond this many per account and hour are dropped by the worker: the trouble
     # page cannot be used to flood someone's inbox (its answer is the same either way).
     mails_per_hour: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecoveryPolicy:
         return cls(token_life=timedelta(seconds=settings.recovery_token_seconds))
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Guessing students' Access IDs: wrong Access Passwords pause one Access ID, and every check
+    counts against the client's address (the first limit of ``IDP_RATE_LIMIT_REGISTER``)."""
+
+    per_access_id: Threshold
+    per_address: Threshold
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccessPolicy:
+        pause = timedelta(seconds=settings.access_id_pause_seconds)
+        rate = parse_many(settings.rate_limit_register)[0]
+        window = timedelta(seconds=rate.get_expiry())
+        return cls(
+            per_access_id=Threshold(limit=settings.access_id_failures, window=pause, lock=pause),
+            per_address=Threshold(limit=rate.amount, window=window, lock=window),
+        )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits of 1, 2, 4 … times ``first`` between attempts, at most ``longest``; ``attempts`` in all."""
+
+    first: timedelta
+    longest: timedelta
+    attempts: int
+
+    def wait(self, attempts_so_far: int) -> timedelta:
+        """How long to wait after the ``attempts_so_far``-th attempt failed."""
+        return min(self.first * (1 << max(attempts_so_far - 1, 0)), self.longest)
+
+
+# Mail: 1, 2, 4 … 32 minutes, then hourly; the last attempt comes about a day after the first, so an
+# SMTP outage of a day loses nothing.
+MAIL_RETRIES = Backoff(first=timedelta(minutes=1), longest=timedelta(hours=1), attempts=30)
+# Back-channel logout: 1, 2, 4 … 32 minutes, about an hour in all, beyond any portal's idle timeout.
+BACKCHANNEL_RETRIES = Backoff(first=timedelta(minutes=1), longest=timedelta(minutes=32), attempts=7)

@@ -19,3 +19,8 @@ def secret_hash(secret: str) -> str:
 def secret_matches(secret: str, stored_hash: str) -> bool:
     """Compare in constant time, whatever the input."""
     return hmac.compare_digest(secret_hash(secret), stored_hash)
+
+
+def keyed_hash(key: bytes, value: str) -> str:
+    """HMAC-SHA-256 of ``value``: a name that only the holder of ``key`` can link to the value."""
+    return hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

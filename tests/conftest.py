@@ -35,8 +35,8 @@ from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.extensions import db
 from idp.oauth.clients import ClientService, ClientSpec
-from idp.runtime import runtime
 from idp.students.models import Student
+from idp.web.context import services
 
 POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # One database per pytest process, so that concurrent runs on one machine never share rows.
@@ -259,7 +259,7 @@ def make_account(app: Flask) -> Callable[..., Account]:
             "account_type": AccountType.PARENT,
         }
         values.update(fields)
-        account = runtime().accounts().create(**values)
+        account = services().accounts().create(**values)
         db.session.commit()
         return account
 
@@ -281,7 +281,7 @@ def make_student(app: Flask) -> Callable[..., Student]:
             "access_password": f"pass-{n}",
         }
         values.update(fields)
-        student = runtime().guardianship().create_student(**values)
+        student = services().guardianship().create_student(**values)
         db.session.commit()
         return student
 

@@ -6,9 +6,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from idp import metrics
+from prometheus_client import Counter
+
 from idp.accounts.passwords import PasswordHasher
 from idp.policy import HashingPolicy
+
+ARGON2_VERIFICATIONS = Counter("idp_argon2_verifications", "argon2id verifications computed.")
+ARGON2_BUSY = Counter(
+    "idp_argon2_busy", "Requests answered 503 because every argon2 slot of the process was taken."
+)
 
 
 class HashingBusy(Exception):
@@ -39,7 +45,7 @@ class HashingSlots:
                 self._held.depth -= 1
             return
         if not self._semaphore.acquire(timeout=self.wait_seconds):
-            metrics.ARGON2_BUSY.inc()
+            ARGON2_BUSY.inc()
             raise HashingBusy()
         self._held.depth = 1
         try:
@@ -62,5 +68,5 @@ class BoundedPasswordHasher(PasswordHasher):
 
     def verify(self, stored_hash: str, password: str) -> bool:
         with self.slots.hold():
-            metrics.ARGON2_VERIFICATIONS.inc()
+            ARGON2_VERIFICATIONS.inc()
             return super().verify(stored_hash, password)

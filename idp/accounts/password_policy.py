@@ -37,7 +37,7 @@ CONTEXT_REMAINDER_MIN = 8
 
 
 class Violation(enum.StrEnum):
-    """Why a new password is refused; the pages word each one (``idp.accounts.messages``)."""
+    """Why a new password is refused; the pages word each one (``idp.accounts.views.messages``)."""
 
     CURRENT_WRONG = "current_wrong"
     TOO_SHORT = "too_short"
@@ -131,8 +131,7 @@ class PasswordRules:
 
 DISTRICT_DEFAULT = PasswordRules()
 
-# Only a policy with a maximum age can expire a password: most districts have none. The sign-in's
-# account look-up carries this as a column (AccountService.authenticate), so it costs no query.
+# Only a policy with a maximum age can expire a password: most districts have none.
 ANY_MAX_AGE_POLICY = exists().where(PasswordPolicyRecord.max_age_days.is_not(None))
 
 
@@ -238,17 +237,11 @@ class PasswordPolicyService:
         ).scalars()
         return self.rules_for_schools(school_ids)
 
-    def change_due(self, account: Account, *, any_max_age: bool | None = None) -> ChangeReason | None:
-        """Return why ``account`` must change its password before signing in, if it must.
-
-        ``any_max_age``: whether any policy sets a maximum age (``ANY_MAX_AGE_POLICY``), when the
-        caller read it already; otherwise it is looked up.
-        """
+    def change_due(self, account: Account) -> ChangeReason | None:
+        """Return why ``account`` must change its password before signing in, if it must."""
         if account.must_change_password or account.password_changed_at is None:
             return ChangeReason.TEMPORARY
-        if any_max_age is None:
-            any_max_age = bool(self.session.execute(select(ANY_MAX_AGE_POLICY)).scalar())
-        if not any_max_age:
+        if not self.session.execute(select(ANY_MAX_AGE_POLICY)).scalar():
             # No policy can have expired it: the rules need not be computed.
             return None
         rules = self.rules_for_account(account)

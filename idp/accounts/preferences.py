@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.district import DistrictOptions
+from idp.accounts.lockout import LockedOut
 from idp.accounts.models import Account
 from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, Violation
 from idp.accounts.registration import (
@@ -74,6 +76,7 @@ class PreferencesService:
             raise ChangeRefused(problems)
         account.first_name, account.last_name = first, last
         audit(self.session, "profile.changed", account_id=account.id, field="name")
+        self.session.commit()
 
     def change_username(self, account: Account, username: str) -> None:
         problems = Problems()
@@ -83,8 +86,15 @@ class PreferencesService:
         account.username = chosen
         account.username_key = username_key(chosen)
         account.username_skeleton = confusable_skeleton(chosen)
-        self.session.flush()
+        try:
+            self.session.flush()
+        except IntegrityError:
+            # Another account took the username (or a look-alike) between the check and the update.
+            self.session.rollback()
+            problems.add("username", Problem.USERNAME_TAKEN)
+            raise ChangeRefused(problems) from None
         audit(self.session, "username.changed", account_id=account.id)
+        self.session.commit()
 
     def change_email(self, account: Account, email: str) -> bool:
         """Change the address (to be verified again), telling the old one; return whether it changed."""
@@ -103,6 +113,7 @@ class PreferencesService:
         self.session.flush()
         audit(self.session, "email.changed", account_id=account.id)
         self.verification.send(account)
+        self.session.commit()
         return True
 
     def change_password(
@@ -120,10 +131,29 @@ class PreferencesService:
         ``required`` is the forced change at sign-in (temporary or expired password): the district
         cannot forbid it, and the new password must differ from the current one whatever the history.
         Raises ``ChangeNotAllowed``, ``ChangeRefused`` with every violation, or the lockout's
-        ``LockedOut`` when the username is locked.
+        ``LockedOut`` when the username is locked; a wrong current password's audit stays either way.
         """
         if not required and not self.options.allow_password_change:
             raise ChangeNotAllowed()
+        try:
+            self._change_password(
+                account, current=current, new=new, confirm=confirm, context=context, required=required
+            )
+        except (ChangeRefused, LockedOut):
+            self.session.commit()
+            raise
+        self.session.commit()
+
+    def _change_password(
+        self,
+        account: Account,
+        *,
+        current: str,
+        new: str,
+        confirm: str,
+        context: SignInContext,
+        required: bool,
+    ) -> None:
         rules = self.policies.rules_for_account(account)
         problems = Problems(rules=rules)
         words = password_context(
@@ -151,18 +181,18 @@ class PreferencesService:
         self.notifier.send(account, "password_changed")
 
     def add_student(self, account: Account, entry: StudentEntry, *, ip_address: str | None) -> Student:
-        """Link one more student by Access ID."""
+        """Link one more student by Access ID (the failed checks' audit events stay either way)."""
         problems = Problems()
         if entry.is_blank:
             problems.rows[0] = RowProblem(Problem.ROW_INCOMPLETE)
             raise ChangeRefused(problems)
         found = self.registration.check_students(problems, (entry,), ip_address=ip_address, account=account)
+        if not problems and found and self._is_linked(account, found[0][0]):
+            problems.rows[0] = RowProblem(Problem.ROW_ALREADY_LINKED)
         if problems or not found:
+            self.session.commit()
             raise ChangeRefused(problems)
         ((student, relationship),) = found
-        if self._is_linked(account, student):
-            problems.rows[0] = RowProblem(Problem.ROW_ALREADY_LINKED)
-            raise ChangeRefused(problems)
         link = self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
         self.notifier.send(
             account,
@@ -170,10 +200,22 @@ class PreferencesService:
             student_name=f"{student.first_name} {student.last_name}",
             relationship=link.relationship,
         )
+        self.session.commit()
         return student
 
     def choose_primary(self, account: Account, student_id: str) -> Student:
-        return self.guardianship.set_primary(account, student_id)
+        student = self.guardianship.set_primary(account, student_id)
+        self.session.commit()
+        return student
+
+    def resend_verification(self, account: Account) -> bool:
+        """Send a new verification link; False if the address is verified already.
+
+        Raises ``TooManyVerificationMails`` when several were sent lately.
+        """
+        sent = self.verification.send(account, limit=True)
+        self.session.commit()
+        return sent
 
     def _is_linked(self, account: Account, student: Student) -> bool:
         link = self.session.execute(

@@ -1,7 +1,7 @@
-"""Forgot password, forgot username: requests, the mail worker's answer, and the reset itself.
+"""Forgot password, forgot username: requests, the worker's answer, and the reset itself.
 
 The trouble page only records what was typed (``RecoveryRequest``): one insert whoever asks, so
-neither the page nor its timing says whether an account matched. The mail worker decides whether
+neither the page nor its timing says whether an account matched. The worker decides whether
 there is anyone to write to, makes the recovery token and queues the mail. A token is kept only as
 its SHA-256, works once, for ``RecoveryPolicy.token_life`` from the request, and dies with any
 later password change (STYLE 9).
@@ -22,7 +22,7 @@ from idp.accounts.models import Account, AccountStatus
 from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, Violation
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH
 from idp.accounts.recovery_models import RecoveryPurpose, RecoveryRequest, RecoveryToken
-from idp.accounts.service import AccountService, SignInContext
+from idp.accounts.service import AccountService
 from idp.accounts.sessions import EndedSession, SessionService
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
@@ -98,7 +98,7 @@ class RecoveryService:
         notifier: Notifier,
         outbox: Outbox,
         link: ResetLink,
-        lockout: Lockout | None = None,
+        lockout: Lockout,
     ) -> None:
         self.session = session
         self.clock = clock
@@ -121,7 +121,7 @@ class RecoveryService:
         authorization_request_id: str | None = None,
         ip_address: str | None = None,
     ) -> None:
-        """Record a Forgot Password request; the mail worker answers it if the two belong together."""
+        """Record a Forgot Password request; the worker answers it if the two belong together."""
         self._record(
             RecoveryPurpose.PASSWORD,
             _clean(username, 256),
@@ -131,7 +131,7 @@ class RecoveryService:
         )
 
     def ask_for_usernames(self, email: str, *, ip_address: str | None = None) -> None:
-        """Record a Forgot Username request; the mail worker mails the usernames on the address."""
+        """Record a Forgot Username request; the worker mails the usernames on the address."""
         self._record(RecoveryPurpose.USERNAME, None, email, None, ip_address)
 
     def _record(
@@ -153,8 +153,9 @@ class RecoveryService:
             )
         )
         audit(self.session, f"{purpose.value}_recovery.requested", ip_address=ip_address)
+        self.session.commit()
 
-    # --- the mail worker: decide, and write ---------------------------------------------
+    # --- the worker: decide, and write ---------------------------------------------
     def answer_requests(self, limit: int = 100) -> int:
         """Answer waiting requests, committing after each; return how many mails were queued."""
         queued = 0
@@ -283,12 +284,12 @@ class RecoveryService:
         new: str,
         confirm: str,
         context_words: list[str],
-        context: SignInContext,
     ) -> PasswordReset:
         """Set the new password, use up the token, end every session and revoke every refresh token.
 
         Raises ``InvalidRecoveryLink``, ``RecoveryLinkExpired``, ``UsernameMismatch`` or ``ResetRefused``.
-        The caller starts the fresh session and tells the ended sessions' portals.
+        The caller starts the fresh session and tells the ended sessions' portals
+        (``SignInService.complete``).
         """
         row, account = self.open(token)
         typed = username_key(username) if len(username) <= MAX_USERNAME_LENGTH * 4 else ""
@@ -318,10 +319,21 @@ class RecoveryService:
         self.policies.set_password(account, new)
         ended = self.sessions.end_all(account.id)
         self.families.revoke_for_account(account.id, reason="password_reset")
-        if self.lockout is not None:
-            # The holder proved who they are through their mailbox: failed guesses no longer count.
-            self.lockout.unlock_username(account.username)
+        # The holder proved who they are through their mailbox: failed guesses no longer count.
+        self.lockout.unlock_username(account.username)
         self.notifier.send(account, "password_changed")
         audit(self.session, "password.reset", account_id=account.id, ended_sessions=len(ended))
-        self.accounts.record_signin(account, context)
         return PasswordReset(account, ended, row.authorization_request_id)
+
+    # --- staff -----------------------------------------------------------------------------
+    def set_temporary_password(self, account: Account, password: str) -> list[EndedSession]:
+        """Give the account a password to change at its next sign-in; end its sessions and
+        revoke its refresh tokens (whoever knew the old password is signed out everywhere).
+
+        Committed; return the ended sessions, whose portals the caller tells.
+        """
+        self.policies.set_temporary_password(account, password)
+        ended = self.sessions.end_all(account.id)
+        self.families.revoke_for_account(account.id, reason="temporary_password")
+        self.session.commit()
+        return ended

@@ -19,7 +19,7 @@ _PURPOSE = Enum(RecoveryPurpose, native_enum=False, length=16, values_callable=l
 
 
 class RecoveryRequest(Base):
-    """What a visitor typed on the trouble page, waiting for the mail worker.
+    """What a visitor typed on the trouble page, waiting for the worker.
 
     The page writes one of these whoever asks, and the worker decides whether anyone is to be
     written to: the request does the same work, and so takes the same time, either way.

@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.district import DistrictOptions
 from idp.accounts.models import Account, AccountStatus, AccountType
@@ -214,20 +215,28 @@ class RegistrationService:
         if form.password != form.password_confirm:
             problems.password.append(Violation.MISMATCH)
         if problems:
+            self.session.commit()  # the audit events of failed Access ID checks stay
             raise RegistrationRefused(problems)
-        account = self.accounts.create(
-            username=username,
-            email=email,
-            password=form.password,
-            first_name=first_name,
-            last_name=last_name,
-            account_type=AccountType.PARENT,
-            status=AccountStatus.PENDING,
-        )
+        try:
+            account = self.accounts.create(
+                username=username,
+                email=email,
+                password=form.password,
+                first_name=first_name,
+                last_name=last_name,
+                account_type=AccountType.PARENT,
+                status=AccountStatus.PENDING,
+            )
+        except IntegrityError:
+            # Another registration took the username (or a look-alike) between the check and the insert.
+            self.session.rollback()
+            problems.add("username", Problem.USERNAME_TAKEN)
+            raise RegistrationRefused(problems) from None
         for student, relationship in links:
             self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
         audit(self.session, "account.registered", account_id=account.id, ip_address=form.ip_address)
         self.verification.send(account)
+        self.session.commit()
         return account
 
     def check_students(

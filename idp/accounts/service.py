@@ -1,38 +1,29 @@
-"""Sign-in and account creation, without HTTP."""
+"""Accounts: finding them, checking their passwords under the lockout, creating them; no HTTP."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from prometheus_client import Counter
+from sqlalchemy import select
 
-from idp import metrics
 from idp.accounts.devices import TrustedDevice
-from idp.accounts.lockout import Attempt, LockedOut, Lockout
+from idp.accounts.lockout import LockedOut, Lockout, Started
 from idp.accounts.models import Account, AccountStatus, AccountType
-from idp.accounts.password_policy import ANY_MAX_AGE_POLICY, ChangeReason, PasswordPolicyService
+from idp.accounts.password_policy import ChangeReason, PasswordPolicyService
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
-from idp.audit import audit, audit_now
+from idp.audit import audit
 from idp.clock import Clock
-from idp.db import DbSession, begin_reading, start_writing
+from idp.db import DbSession
 
-# The sign-in's statements, built once. The look-up also says whether any password policy sets a
-# maximum age, so that a sign-in that cannot have expired asks nothing more (change_due).
-_SIGNIN_LOOKUP = select(Account, ANY_MAX_AGE_POLICY.label("any_max_age")).where(
-    Account.username_key == bindparam("username_key")
+SIGNIN_FAILURES = Counter("idp_signin_failures", "Sign-ins refused for a wrong username or password.")
+SIGNIN_LOCKED = Counter(
+    "idp_signin_locked", "Sign-ins refused without a password check because the username was locked."
 )
-_ACCOUNTS = cast(Table, Account.__table__)
-_SIGNIN_COLUMNS = ("last_login_at", "last_login_ip", "current_login_at", "current_login_ip", "login_count")
-_RECORD_SIGNIN = (
-    update(_ACCOUNTS)
-    .where(_ACCOUNTS.c.id == bindparam("account_id"))
-    .values({name: bindparam(name) for name in _SIGNIN_COLUMNS})
-)
+LOCKOUTS = Counter("idp_lockouts", "Usernames or devices locked after too many failures.", ["scope"])
 
 
 class InvalidCredentials(Exception):
@@ -54,7 +45,7 @@ class UsernameTaken(ValueError):
 class PasswordChangeRequired(Exception):
     """The password is right but temporary or expired: "Change Your Password" comes first.
 
-    Nothing of the sign-in is recorded yet; ``AccountService.record_signin`` does that after the change.
+    Nothing of the sign-in is recorded yet; ``SignInService.complete`` does that after the change.
     """
 
     def __init__(self, account: Account, reason: ChangeReason) -> None:
@@ -105,26 +96,23 @@ class AccountService:
         return self.session.execute(clash.limit(1)).first() is not None
 
     def authenticate(self, username: str, password: str, context: SignInContext) -> Account:
-        """Return the account if ``password`` is right, recording the sign-in; else raise."""
-        account, any_max_age = None, False
-        # One transaction reads the account, outlasts argon2 and records the outcome, but takes
-        # SQLite's one write lock only after argon2: no writer queues behind a password hash.
-        reading = begin_reading(self.session)
+        """Return the account if ``password`` is right and it may sign in; else raise why not.
+
+        The account is read, then the connection goes back to the pool before argon2: a slow hash,
+        or a connection dropped meanwhile, holds nobody else's. What follows (the audit of the
+        outcome, the records of ``SignInService``) is a new short transaction.
+        """
+        account = None
         # NUL is in no username, and PostgreSQL refuses it in a query parameter (an error, not a miss).
         if (
             len(username) <= MAX_USERNAME_LENGTH * 4
             and len(password) <= MAX_PASSWORD_LENGTH
             and "\x00" not in username
         ):
-            found = self.session.execute(_SIGNIN_LOOKUP, {"username_key": username_key(username)}).first()
-            if found is not None:
-                account, any_max_age = found[0], bool(found[1])
-        try:
-            right = self._guarded_check(username, account, password, context)
-        finally:
-            start_writing(reading)  # whatever the outcome, it is recorded from here on
-        if not right:
-            metrics.SIGNIN_FAILURES.inc()
+            account = self.find_by_username(username)
+        self.session.commit()
+        if not self._guarded_check(username, account, password, context):
+            SIGNIN_FAILURES.inc()
             audit(
                 self.session,
                 "signin.failed",
@@ -134,40 +122,27 @@ class AccountService:
             )
             raise InvalidCredentials()
         assert account is not None
-        now = self.clock.now()
         if account.status is AccountStatus.DISABLED:
             audit(self.session, "signin.refused", account_id=account.id, reason="disabled")
             raise AccountDisabled()
-        if account.has_expired(now):
+        if account.has_expired(self.clock.now()):
             audit(self.session, "signin.refused", account_id=account.id, reason="expired")
             raise AccountExpired()
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             audit(self.session, "password_hash.upgraded", account_id=account.id)
-        reason = (
-            self.policies.change_due(account, any_max_age=any_max_age) if self.policies is not None else None
-        )
+        reason = self.policies.change_due(account) if self.policies is not None else None
         if reason is not None:
             audit(self.session, "signin.password_change_required", account_id=account.id, reason=reason.value)
             raise PasswordChangeRequired(account, reason)
-        self.record_signin(account, context)
         return account
 
     def record_signin(self, account: Account, context: SignInContext) -> None:
         """Count a completed sign-in: the previous one becomes ``last_login_at`` (a claim)."""
-        values: dict[str, Any] = {
-            "last_login_at": account.current_login_at,
-            "last_login_ip": account.current_login_ip,
-            "current_login_at": self.clock.now(),
-            "current_login_ip": context.ip_address,
-            "login_count": account.login_count + 1,
-        }
-        # One Core UPDATE now rather than the unit of work at commit (a third of a millisecond
-        # on every sign-in); the loaded account is told the values as committed, not as changes.
-        self.session.execute(_RECORD_SIGNIN, {"account_id": account.id, **values})
-        for name, value in values.items():
-            set_committed_value(account, name, value)
-        audit_now(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
+        account.last_login_at, account.last_login_ip = account.current_login_at, account.current_login_ip
+        account.current_login_at, account.current_login_ip = self.clock.now(), context.ip_address
+        account.login_count += 1
+        audit(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
 
     def verify_password(self, account: Account, password: str, context: SignInContext) -> None:
         """Check ``account``'s current password (the change-password page) under the sign-in lockout.
@@ -178,7 +153,7 @@ class AccountService:
         if len(password) > MAX_PASSWORD_LENGTH or not self._guarded_check(
             account.username, account, password, context
         ):
-            metrics.SIGNIN_FAILURES.inc()
+            SIGNIN_FAILURES.inc()
             audit(
                 self.session,
                 "password_check.failed",
@@ -198,10 +173,10 @@ class AccountService:
             key, via = self._lockout_subject(username, account, context)
             # The lock is read first so that a locked username never waits for an argon2 slot.
             with self._hashing_slot():
-                attempt = self.lockout.begin(key)
+                started = self.lockout.begin(key)
                 right = self._verify(account, password)
         except LockedOut:
-            metrics.SIGNIN_LOCKED.inc()
+            SIGNIN_LOCKED.inc()
             audit(
                 self.session,
                 "signin.refused",
@@ -211,9 +186,9 @@ class AccountService:
             )
             raise
         if right:
-            self.lockout.succeeded(attempt)
-        elif self.lockout.failed(attempt):
-            self._record_lock(attempt, via, account, context)
+            self.lockout.succeeded(started)
+        elif self.lockout.failed(started):
+            self._record_lock(started, via, account, context)
         return right
 
     def _lockout_subject(
@@ -224,26 +199,26 @@ class AccountService:
         if account is not None:
             for device in context.devices:
                 if device.account_id == account.id:
-                    key = self.lockout.keys.device(account.id, device.device_id)
+                    key = self.lockout.device_key(account.id, device.device_id)
                     # A device that failed too often is trusted no more: it counts as any browser.
                     if not self.lockout.is_locked(key):
                         return key, "device"
                     break
-        key = self.lockout.keys.user(username)
+        key = self.lockout.user_key(username)
         self.lockout.check(key)
         return key, "username"
 
     def _record_lock(
-        self, attempt: Attempt, via: str, account: Account | None, context: SignInContext
+        self, started: Started, via: str, account: Account | None, context: SignInContext
     ) -> None:
         assert self.lockout is not None
-        metrics.LOCKOUTS.inc(label_value=via)
+        LOCKOUTS.labels(scope=via).inc()
         audit(
             self.session,
             "account.locked" if via == "username" else "device.locked",
             account_id=account.id if account is not None else None,
             ip_address=context.ip_address,
-            failures=attempt.start.count,
+            failures=started.attempt.count,
             seconds=int(self.lockout.policy.duration.total_seconds()),
         )
 

@@ -97,7 +97,8 @@ class SessionService:
     def find(self, cookie_value: str | None) -> OPSession | None:
         """Return the live session behind ``cookie_value``; a timed-out one is not live.
 
-        A timed-out row is left for ``end_timed_out`` (the mail worker), which tells its portals.
+        A timed-out row is left for ``end_timed_out`` (the worker), which tells its portals. Seeing
+        the session again moves its last-seen time, at most once a minute (committed at once).
         """
         if not cookie_value or len(cookie_value) > 100:
             return None
@@ -111,6 +112,7 @@ class SessionService:
             return None
         if now - row.last_seen_at > TOUCH_INTERVAL:
             row.last_seen_at = now
+            self.session.commit()
         return row
 
     def end(self, cookie_value: str | None) -> EndedSession | None:

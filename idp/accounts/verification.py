@@ -7,17 +7,20 @@ digest of the address it was sent to, so that it dies when the address changes (
 from __future__ import annotations
 
 import hashlib
+from contextlib import suppress
 from datetime import timedelta
 from typing import Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
+from sqlalchemy import select
 
 from idp.accounts.models import Account, AccountStatus
+from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
-from idp.mail.compose import MessageComposer as MessageComposer  # moved there; re-exported
+from idp.mail.compose import MessageComposer
 from idp.mail.outbox import Outbox
 
 SALT = "idp.email-verification"
@@ -97,6 +100,19 @@ class EmailVerification:
         audit(self.session, "email_verification.sent", account_id=account.id)
         return True
 
+    def resend_to(self, username: str) -> None:
+        """Queue a new link for the account named ``username``, if it may have one; tell nothing."""
+        account = None
+        # NUL is in no username, and PostgreSQL refuses it in a query parameter.
+        if username and len(username) <= MAX_USERNAME_LENGTH * 4 and "\x00" not in username:
+            account = self.session.execute(
+                select(Account).where(Account.username_key == username_key(username))
+            ).scalar_one_or_none()
+        if account is not None and account.status is not AccountStatus.DISABLED:
+            with suppress(TooManyVerificationMails):
+                self.send(account, limit=True)
+        self.session.commit()
+
     def verify(self, token: str) -> Account:
         """Mark the address the link was sent to as verified, and a pending account as confirmed."""
         if len(token) > 1000:
@@ -116,5 +132,5 @@ class EmailVerification:
         if account.status is AccountStatus.PENDING:
             account.status = AccountStatus.CONFIRMED
             audit(self.session, "account.confirmed", account_id=account.id)
-        self.session.flush()
+        self.session.commit()
         return account

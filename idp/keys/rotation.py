@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from idp.audit import audit
 from idp.clock import Clock
 from idp.config import Settings
-from idp.keyring import (
+from idp.db import DbSession
+from idp.keys.durations import describe
+from idp.keys.store import (
     MANIFEST,
     SUPPORTED_ALGORITHMS,
     KeyRecord,
@@ -25,7 +28,6 @@ from idp.keyring import (
     read_manifest,
     write_manifest,
 )
-from idp.keys.durations import describe
 
 
 @dataclass(frozen=True)
@@ -356,3 +358,15 @@ class KeyRotation:
             (r, self.timings.leaves_at(r)) for r in draft.records if r.state in ("retired", "revoked")
         )
         return KeyChanges(tuple(draft.events), tuple(draft.skipped), kept)
+
+
+def audited(session: DbSession, clock: Clock) -> Callable[[tuple[KeyEvent, ...]], None]:
+    """A ``KeyRotation.record`` that writes each event to the audit log (flushed, not committed):
+    a database that cannot take the rows stops the change before the manifest is written."""
+
+    def record(events: tuple[KeyEvent, ...]) -> None:
+        for event in events:
+            audit(session, event.name, at=clock.now(), kid=event.kid, alg=event.alg, **event.details)
+        session.flush()
+
+    return record

@@ -1,1 +1,1 @@
-"""Mail: a transactional outbox in the database, delivered by ``idp mail worker``."""
+"""Mail: a transactional outbox in the database, delivered by ``idp worker``."""

@@ -1,11 +1,25 @@
-"""Words of the mail the provider sends, rendered from templates in the holder's language."""
+"""Words of the mail the provider sends, rendered from templates in the holder's language.
+
+The web pages and the mail share the templates folder and the translation catalogues, but mail
+is composed outside requests too (the worker, the CLI), so this module renders with Jinja and
+Babel directly rather than through Flask.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
+from babel.dates import format_datetime
+from babel.support import NullTranslations, Translations
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
 from idp.accounts.models import Account
+
+PACKAGE = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -18,8 +32,6 @@ class Composed:
 
 
 class MessageComposer(Protocol):
-    """Words a message (the web layer renders templates in the holder's language)."""
-
     def compose(self, kind: str, account: Account, **values: Any) -> Composed:
         """Return the subject and bodies of message ``kind`` for ``account``."""
         ...
@@ -32,45 +44,65 @@ class UnknownMessageKind(ValueError):
 class TemplateComposer:
     """``MessageComposer`` over ``templates/mail/<kind>.txt`` and ``templates/mail/<kind>.html``.
 
-    The HTML templates are autoescaped (Flask's Jinja environment escapes ``.html`` templates,
-    and the i18n extension's newstyle gettext escapes the values put into translated strings),
-    so names and addresses typed by users cannot add markup; the ``.txt`` ones are not escaped.
+    The HTML templates are autoescaped, and so are the values put into translated strings
+    (Jinja's newstyle gettext), so names and addresses typed by users cannot add markup; the
+    ``.txt`` ones are not escaped.
     """
 
-    def compose(self, kind: str, account: Account, **values: Any) -> Composed:
-        # Flask is imported here, not above, so that the services importing Composed and
-        # MessageComposer from this module stay free of Flask.
-        from flask import current_app
-        from flask_babel import force_locale
+    def __init__(
+        self,
+        *,
+        templates: Path = PACKAGE / "templates",
+        translations: Path = PACKAGE / "translations",
+        default_locale: str = "en",
+    ) -> None:
+        self.templates = templates
+        self.translations = translations
+        self.default_locale = default_locale
+        self._by_locale: dict[str, tuple[Environment, NullTranslations]] = {}
 
-        locale = account.locale or "en"
-        with force_locale(locale):
-            subject = _subject(kind, values)
-            # The bare Jinja environment: mail is composed outside requests too (CLI, worker).
-            env = current_app.jinja_env
-            context = {"account": account, "subject": subject, "locale": locale, **values}
-            text = env.get_template(f"mail/{kind}.txt").render(context)
-            html = env.get_template(f"mail/{kind}.html").render(context)
+    def compose(self, kind: str, account: Account, **values: Any) -> Composed:
+        locale = account.locale or self.default_locale
+        environment, translations = self._for(locale)
+        subject = _subject(kind, translations, values)
+        context = {"account": account, "subject": subject, "locale": locale, **values}
+        text = environment.get_template(f"mail/{kind}.txt").render(context)
+        html = environment.get_template(f"mail/{kind}.html").render(context)
         return Composed(subject=subject, text=text.strip() + "\n", html=html)
 
+    def _for(self, locale: str) -> tuple[Environment, NullTranslations]:
+        found = self._by_locale.get(locale)
+        if found is None:
+            translations = Translations.load(str(self.translations), [locale])
+            environment = Environment(
+                loader=FileSystemLoader(self.templates),
+                autoescape=select_autoescape(["html"]),
+                extensions=["jinja2.ext.i18n"],
+            )
+            environment.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+            environment.filters["datetimeformat"] = partial(_datetime_format, locale=locale)
+            found = self._by_locale[locale] = (environment, translations)
+        return found
 
-def _subject(kind: str, values: dict[str, Any]) -> str:
-    from flask_babel import gettext as _
-    from flask_babel import ngettext
 
+def _datetime_format(moment: datetime, format: str = "medium", *, locale: str) -> str:
+    """Flask-Babel's filter of the same name, as the pages have it: the locale's words, in UTC."""
+    return format_datetime(moment, format, tzinfo=UTC, locale=locale)
+
+
+def _subject(kind: str, translations: NullTranslations, values: dict[str, Any]) -> str:
+    _ = translations.gettext
     match kind:
         case "email_verification":
-            subject = _("Verify your email address")
+            return _("Verify your email address")
         case "email_changed":
-            subject = _("The email address of your account was changed")
+            return _("The email address of your account was changed")
         case "password_changed":
-            subject = _("Your password was changed")
+            return _("Your password was changed")
         case "student_linked":
-            subject = _("A student was linked to your account")
+            return _("A student was linked to your account")
         case "password_reset":
-            subject = _("Reset your password")
+            return _("Reset your password")
         case "username_reminder":
-            subject = ngettext("Your username", "Your usernames", len(values.get("usernames", ())))
-        case _:
-            raise UnknownMessageKind(kind)
-    return str(subject)
+            return translations.ngettext("Your username", "Your usernames", len(values.get("usernames", ())))
+    raise UnknownMessageKind(kind)

@@ -6,7 +6,6 @@ import logging
 import os
 import smtplib
 import ssl
-from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -18,14 +17,13 @@ from sqlalchemy import select
 from idp.clock import Clock
 from idp.db import DbSession
 from idp.mail.models import OutboundEmail
+from idp.policy import MAIL_RETRIES
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = timedelta(hours=1)
-# 1, 2, 4 … 32 minutes, then hourly: the last attempt comes about a day after the first, so an
-# SMTP outage of a day loses nothing. A row that runs out of attempts stays in the table, with
-# its ``last_error``, and is no longer tried.
-MAX_ATTEMPTS = 30
+# A row that runs out of attempts (MAIL_RETRIES) stays in the table, with its ``last_error``, and
+# is no longer tried.
+MAX_ATTEMPTS = MAIL_RETRIES.attempts
 # What a row's body reads once it is sent or given up (the column is NOT NULL).
 ERASED_BODY = ""
 
@@ -107,11 +105,6 @@ def as_email(row: OutboundEmail, sender: str) -> EmailMessage:
     return message
 
 
-def backoff(attempts: int) -> timedelta:
-    """Wait 1, 2, 4 … minutes between attempts, at most an hour."""
-    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
-
-
 def deliver_due(
     session: DbSession,
     transport: Transport,
@@ -145,7 +138,7 @@ def deliver_due(
         except Exception as error:
             row.attempts += 1
             row.last_error = f"{type(error).__name__}: {error}"[:500]
-            row.next_attempt_at = now + backoff(row.attempts)
+            row.next_attempt_at = now + MAIL_RETRIES.wait(row.attempts)
             failed += 1
             if row.attempts >= MAX_ATTEMPTS:
                 erase_body(row)

@@ -6,11 +6,9 @@ One table (``SCOPE_CLAIMS``) serves the ID token, userinfo and discovery's ``cla
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from idp.accounts.models import AccountStatus, AccountType
+from idp.accounts.models import Account
 from idp.db import DbSession
 from idp.oauth.scopes import scope_list
 from idp.students.guardianship import GuardianshipService, LinkedStudent
@@ -58,55 +56,6 @@ RESERVED_CLAIMS = frozenset(
 STUDENT_CLAIMS = frozenset(SCOPE_CLAIMS["students"])
 
 
-class ClaimsAccount(Protocol):
-    """What the claims read of an account: an ``Account`` row, or an ``AccountClaims`` snapshot."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def type(self) -> AccountType: ...
-    @property
-    def username(self) -> str: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def email_verified_at(self) -> datetime | None: ...
-    @property
-    def first_name(self) -> str: ...
-    @property
-    def last_name(self) -> str: ...
-    @property
-    def locale(self) -> str | None: ...
-    @property
-    def last_login_at(self) -> datetime | None: ...
-    @property
-    def primary_student_id(self) -> str | None: ...
-    @property
-    def display_name(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class AccountClaims:
-    """An account's claim-bearing columns, read with Core where loading the entity costs too much
-    (the token endpoint's code look-up)."""
-
-    id: str
-    type: AccountType
-    status: AccountStatus
-    username: str
-    email: str
-    email_verified_at: datetime | None
-    first_name: str
-    last_name: str
-    locale: str | None
-    last_login_at: datetime | None
-    primary_student_id: str | None
-
-    @property
-    def display_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
-
 def claims_supported() -> list[str]:
     names = {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
     return sorted(names | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "sid"})
@@ -117,23 +66,16 @@ class ClaimsBuilder:
         self.session = session
         self.guardianship = guardianship
 
-    def for_scope(
-        self, account: ClaimsAccount, scope: str, *, students: Sequence[LinkedStudent] | None = None
-    ) -> dict[str, Any]:
-        """Return the user claims ``account`` releases for ``scope``, ``sub`` included.
-
-        ``students``: the account's linked students, when the caller has read them already.
-        """
+    def for_scope(self, account: Account, scope: str) -> dict[str, Any]:
+        """Return the user claims ``account`` releases for ``scope``, ``sub`` included."""
         granted = scope_list(scope)
         wanted = {claim for s in granted for claim in SCOPE_CLAIMS.get(s, ())}
-        values = self._values(account, wanted, students)
+        values = self._values(account, wanted)
         claims = {name: value for name, value in values.items() if name in wanted}
         claims["sub"] = account.id
         return claims
 
-    def _values(
-        self, account: ClaimsAccount, wanted: set[str], students: Sequence[LinkedStudent] | None
-    ) -> dict[str, Any]:
+    def _values(self, account: Account, wanted: set[str]) -> dict[str, Any]:
         values: dict[str, Any] = {
             "name": account.display_name,
             "given_name": account.first_name,
@@ -148,13 +90,11 @@ class ClaimsBuilder:
         if account.last_login_at is not None:
             values["last_login_at"] = int(account.last_login_at.timestamp())
         if wanted & STUDENT_CLAIMS:
-            if students is None:
-                students = self.guardianship.linked_student_records(account.id)
-            values.update(_student_claims(account, students))
+            values.update(_student_claims(account, self.guardianship.linked_student_records(account.id)))
         return values
 
 
-def _student_claims(account: ClaimsAccount, linked: Sequence[LinkedStudent]) -> dict[str, Any]:
+def _student_claims(account: Account, linked: Sequence[LinkedStudent]) -> dict[str, Any]:
     students = [_student_claim(student) for student in linked]
     claims: dict[str, Any] = {
         "student_ids": [s["id"] for s in students],

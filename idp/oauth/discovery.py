@@ -1,12 +1,10 @@
 """The discovery document: exactly what this provider supports (OIDC Discovery 1.0, RFC 8414).
 
-It depends only on settings and on the algorithms of the key set, so it is built once per app
-and served as the same bytes every time.
+It depends only on settings and on the algorithms of the key set.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from idp.config import Settings
@@ -51,7 +49,3 @@ def discovery_document(settings: Settings, *, id_token_algorithms: list[str]) ->
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
     }
-
-
-def discovery_bytes(settings: Settings, *, id_token_algorithms: list[str]) -> bytes:
-    return json.dumps(discovery_document(settings, id_token_algorithms=id_token_algorithms)).encode()

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, String, Table, bindparam, insert, literal_column, select, update
-from sqlalchemy.types import NullType
+from sqlalchemy import select, update
 
-from idp.audit import AUDIT_EVENT_TABLE, audit
+from idp.audit import audit
 from idp.clock import Clock
-from idp.db import DbSession, new_id
+from idp.db import DbSession
 from idp.oauth.models import AuthorizationCode, RefreshToken, RefreshTokenFamily
 from idp.policy import TokenPolicy
 from idp.tokens import new_secret, secret_hash
@@ -37,17 +35,13 @@ class RefreshTokenRejected(Exception):
 
 
 class RefreshTokenReused(RefreshTokenRejected):
-    """A rotated refresh token came back: its family is revoked now."""
-
-
-@dataclass(frozen=True)
-class FamilyStart:
-    family_id: str
-    refresh_token: str | None
+    """A rotated refresh token came back: its family is revoked now (and committed)."""
 
 
 @dataclass(frozen=True)
 class FoundRefreshToken:
+    """A refresh token and its family; Authlib's refresh grant reads it as its credential."""
+
     token: RefreshToken
     family: RefreshTokenFamily
 
@@ -59,74 +53,15 @@ class FoundRefreshToken:
             and self.family.expires_at > now
         )
 
+    def check_client(self, client: object) -> bool:
+        return bool(self.family.client_id == getattr(client, "client_id", None))
 
-# Core statements on the tables, built once: the token endpoint's hot path (bench/token_exchange.py).
-_CODES = cast(Table, AuthorizationCode.__table__)
-_FAMILIES = cast(Table, RefreshTokenFamily.__table__)
-_TOKENS = cast(Table, RefreshToken.__table__)
-_INSERT_FAMILY = insert(_FAMILIES)
-_INSERT_TOKEN = insert(_TOKENS)
-_INSERT_AUDIT = insert(AUDIT_EVENT_TABLE)
-_CONSUME_CODE = (
-    update(_CODES)
-    .where(_CODES.c.id == bindparam("code_id"), _CODES.c.used_at.is_(None))
-    .values(used_at=bindparam("now"))
-)
-_FAMILY_COLUMNS = (
-    *("id", "client_id", "account_id", "authorization_code_id", "sid", "scope", "auth_time"),
-    *("created_at", "expires_at"),
-)
-_TOKEN_COLUMNS = ("id", "family_id", "token_hash", "created_at", "expires_at")
-_AUDIT_COLUMNS = ("id", "name", "occurred_at", "account_id", "client_id", "ip_address", "details")
+    def get_scope(self) -> str:
+        return self.family.scope
 
 
-def _typed(table: Table, prefix: str, names: tuple[str, ...], **overrides: Any) -> list[Any]:
-    """Bound parameters typed as ``table``'s columns (PostgreSQL casts them: no unknown types)."""
-
-    def typed(name: str) -> Any:
-        column_type = table.c[name].type
-        # A foreign key's type is the referred column's, unknown until both tables are mapped.
-        return bindparam(
-            f"{prefix}{name}", type_=String() if isinstance(column_type, NullType) else column_type
-        )
-
-    return [overrides.get(name, typed(name)) for name in names]
-
-
-def _redeem_in_one_statement(*, offline: bool) -> Insert:
-    """PostgreSQL: consume the code, open its family, issue the refresh token and write the audit
-    row in one statement (data-modifying CTEs); the inserts select from the consumed row, so a
-    code already used writes nothing and the statement returns no row.
-
-    One round trip instead of four; the statement is atomic on its own.
-    """
-    consumed = _CONSUME_CODE.returning(_CODES.c.id).cte("consumed")
-    family = (
-        insert(_FAMILIES)
-        .from_select(
-            list(_FAMILY_COLUMNS),
-            select(*_typed(_FAMILIES, "family_", _FAMILY_COLUMNS, authorization_code_id=consumed.c.id)),
-        )
-        .returning(_FAMILIES.c.id)
-        .cte("family")
-    )
-    audit_row = select(*_typed(AUDIT_EVENT_TABLE, "audit_", _AUDIT_COLUMNS)).select_from(consumed)
-    statement: Insert = (
-        insert(AUDIT_EVENT_TABLE)
-        .from_select(list(_AUDIT_COLUMNS), audit_row)
-        .returning(literal_column("1"))
-        .add_cte(family)
-    )
-    if offline:
-        token = insert(_TOKENS).from_select(
-            list(_TOKEN_COLUMNS),
-            select(*_typed(_TOKENS, "token_", _TOKEN_COLUMNS, family_id=family.c.id)),
-        )
-        statement = statement.add_cte(token.cte("token"))
-    return statement
-
-
-_REDEEM = {offline: _redeem_in_one_statement(offline=offline) for offline in (False, True)}
+def new_refresh_token() -> str:
+    return new_secret("rt")
 
 
 def looks_like_refresh_token(value: str) -> bool:
@@ -140,116 +75,36 @@ class TokenFamilyService:
         self.policy = policy
 
     # --- issuing -------------------------------------------------------------------------
-    def start(
-        self,
-        *,
-        family_id: str,
-        client_id: str,
-        account_id: str,
-        authorization_code_id: str,
-        sid: str | None,
-        scope: str,
-        auth_time: datetime,
-        offline: bool,
-    ) -> FamilyStart:
-        """Open the family of a redeemed code; with ``offline``, issue its first refresh token."""
+    def start(self, family_id: str, code: AuthorizationCode, *, refresh_token: str | None) -> None:
+        """Open the family of a redeemed code, holding ``refresh_token`` when offline access was granted."""
         now = self.clock.now()
-        expires_at = now + (self.policy.refresh_token_life if offline else self.policy.access_token_life)
-        self.session.execute(
-            _INSERT_FAMILY,
-            {
-                "id": family_id,
-                "client_id": client_id,
-                "account_id": account_id,
-                "authorization_code_id": authorization_code_id,
-                "sid": sid,
-                "scope": scope,
-                "auth_time": auth_time,
-                "created_at": now,
-                "expires_at": expires_at,
-                "revoked_at": None,
-                "revoked_reason": None,
-            },
+        life = self.policy.refresh_token_life if refresh_token else self.policy.access_token_life
+        family = RefreshTokenFamily(
+            id=family_id,
+            client_id=code.client_id,
+            account_id=code.account_id,
+            authorization_code_id=code.id,
+            sid=code.sid,
+            scope=code.scope,
+            auth_time=code.auth_time,
+            created_at=now,
+            expires_at=now + life,
         )
-        refresh_token = self._issue(family_id, expires_at, now) if offline else None
-        return FamilyStart(family_id, refresh_token)
+        self.session.add(family)
+        if refresh_token is not None:
+            self.add_refresh_token(family, refresh_token)
 
-    def redeem_code(
-        self,
-        *,
-        code_id: str,
-        family_id: str,
-        client_id: str,
-        account_id: str,
-        sid: str | None,
-        scope: str,
-        auth_time: datetime,
-        offline: bool,
-        audit_row: dict[str, Any],
-    ) -> FamilyStart | None:
-        """Consume authorization code ``code_id`` once and open its family (``start``), with
-        ``audit_row`` (``idp.audit.audit_values``) recording it; None if the code was used already.
-
-        The consumption is one atomic ``UPDATE … WHERE used_at IS NULL``: of two concurrent
-        redemptions, one finds the row used and writes nothing.
-        """
+    def add_refresh_token(self, family: RefreshTokenFamily, value: str) -> None:
+        """Make ``value`` the family's current refresh token (at the start, and at each rotation)."""
         now = self.clock.now()
-        expires_at = now + (self.policy.refresh_token_life if offline else self.policy.access_token_life)
-        family = {
-            "id": family_id,
-            "client_id": client_id,
-            "account_id": account_id,
-            "authorization_code_id": code_id,
-            "sid": sid,
-            "scope": scope,
-            "auth_time": auth_time,
-            "created_at": now,
-            "expires_at": expires_at,
-        }
-        refresh_token = new_secret("rt") if offline else None
-        token = {
-            "id": new_id(),
-            "family_id": family_id,
-            "token_hash": secret_hash(refresh_token) if refresh_token else None,
-            "created_at": now,
-            "expires_at": min(now + self.policy.refresh_idle, expires_at),
-        }
-        if self.session.get_bind().dialect.name == "postgresql":
-            params: dict[str, Any] = {"code_id": code_id, "now": now}
-            params.update({f"family_{k}": v for k, v in family.items()})
-            params.update({f"audit_{k}": v for k, v in audit_row.items()})
-            if offline:
-                params.update({f"token_{k}": v for k, v in token.items()})
-            if self.session.execute(_REDEEM[offline], params).first() is None:
-                return None
-            return FamilyStart(family_id, refresh_token)
-        consumed = self.session.execute(_CONSUME_CODE, {"code_id": code_id, "now": now})
-        if cast(CursorResult[Any], consumed).rowcount != 1:
-            return None
-        self.session.execute(_INSERT_FAMILY, family)
-        if offline:
-            self.session.execute(_INSERT_TOKEN, token)
-        self.session.execute(_INSERT_AUDIT, audit_row)
-        return FamilyStart(family_id, refresh_token)
-
-    def issue_next(self, family: RefreshTokenFamily) -> str:
-        """Issue the refresh token that replaces the one just rotated."""
-        return self._issue(family.id, family.expires_at, self.clock.now())
-
-    def _issue(self, family_id: str, family_expires_at: datetime, now: datetime) -> str:
-        value = new_secret("rt")
-        self.session.execute(
-            _INSERT_TOKEN,
-            {
-                "id": new_id(),
-                "family_id": family_id,
-                "token_hash": secret_hash(value),
-                "created_at": now,
-                "expires_at": min(now + self.policy.refresh_idle, family_expires_at),
-                "rotated_at": None,
-            },
+        self.session.add(
+            RefreshToken(
+                family=family,
+                token_hash=secret_hash(value),
+                created_at=now,
+                expires_at=min(now + self.policy.refresh_idle, family.expires_at),
+            )
         )
-        return value
 
     # --- using ---------------------------------------------------------------------------
     def find(self, value: str) -> FoundRefreshToken | None:
@@ -271,8 +126,7 @@ class TokenFamilyService:
     def rotate(self, value: str, *, client_id: str) -> FoundRefreshToken:
         """Consume refresh token ``value`` of ``client_id`` once, or raise why it cannot be.
 
-        A token that was already rotated revokes its family (``RefreshTokenReused``); the caller
-        must commit that even though the request fails.
+        A token that was already rotated revokes its family (``RefreshTokenReused``, committed).
         """
         found = self.find(value)
         # Another client's token is unknown to this one: no reuse verdict on its behalf.
@@ -287,13 +141,14 @@ class TokenFamilyService:
         if family.expires_at <= now or token.expires_at <= now:
             raise RefreshTokenRejected("The refresh token has expired.")
         # Two requests with the same token: one UPDATE decides which one rotates it.
-        consumed = self.session.execute(
+        rotated = self.session.execute(
             update(RefreshToken)
             .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
             .values(rotated_at=now)
+            .returning(RefreshToken.id)
             .execution_options(synchronize_session=False)
-        )
-        if cast(CursorResult[Any], consumed).rowcount != 1:
+        ).first()
+        if rotated is None:
             self._reused(family)
         return found
 
@@ -306,7 +161,24 @@ class TokenFamilyService:
             family_id=family.id,
         )
         self.revoke(family, reason="refresh_token_reused")
+        # The request fails, yet the revocation must stand.
+        self.session.commit()
         raise RefreshTokenReused("The refresh token was already used; its grant is revoked.")
+
+    def refuse_replay(self, code: AuthorizationCode) -> None:
+        """RFC 6749 4.1.2 / RFC 9700 4.2.4: a replayed code revokes what its first redemption issued.
+
+        Committed at once: the request that replayed the code fails, the revocation stands.
+        """
+        audit(
+            self.session, "authorization_code.replayed", account_id=code.account_id, client_id=code.client_id
+        )
+        families = self.session.execute(
+            select(RefreshTokenFamily).where(RefreshTokenFamily.authorization_code_id == code.id)
+        ).scalars()
+        for family in families:
+            self.revoke(family, reason="authorization_code_replayed")
+        self.session.commit()
 
     # --- revoking ------------------------------------------------------------------------
     def revoke(self, family: RefreshTokenFamily, *, reason: str) -> None:
@@ -340,16 +212,6 @@ class TokenFamilyService:
         for family in families:
             self.revoke(family, reason=reason)
         return len(families)
-
-    def revoke_for_code(self, authorization_code_id: str, *, reason: str) -> None:
-        """Revoke what the code's first redemption issued (RFC 6749 4.1.2: SHOULD)."""
-        families = self.session.execute(
-            select(RefreshTokenFamily).where(
-                RefreshTokenFamily.authorization_code_id == authorization_code_id
-            )
-        ).scalars()
-        for family in families:
-            self.revoke(family, reason=reason)
 
     def is_live(self, family_id: str) -> bool:
         """Whether access tokens naming this family may still be honoured."""

@@ -1,4 +1,4 @@
-"""ID tokens: the claims we sign (OIDC Core 2, 3.1.3.6, 12.2) and the ones we accept back as hints."""
+"""ID tokens: the claims we sign (OIDC Core 2, 3.1.3.6, 12.2), and the ones we accept back as hints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from typing import Any
 from authlib.oidc.core.util import create_half_hash
 from joserfc.errors import JoseError
 
-from idp.keyring import KeyRing
-from idp.oauth.claims import without_reserved
+from idp.accounts.models import Account
+from idp.clock import Clock
+from idp.keys.ring import KeyRing
+from idp.oauth.claims import ClaimsBuilder, without_reserved
+from idp.oauth.models import Client
 from idp.policy import TokenPolicy
 
 # Longer than any ID token we sign with every student claim; refuses junk before parsing it.
@@ -28,6 +31,7 @@ class IdTokenHint:
     sub: str
     audiences: tuple[str, ...]
     sid: str | None
+    claims: dict[str, Any]
 
 
 def id_token_claims(
@@ -94,4 +98,49 @@ def read_id_token_hint(value: str, *, keys: KeyRing, issuer: str) -> IdTokenHint
     if not isinstance(sub, str) or not sub or not audiences:
         raise InvalidIdTokenHint("The id_token_hint is not a valid ID token.")
     sid = claims.get("sid")
-    return IdTokenHint(sub=sub, audiences=audiences, sid=sid if isinstance(sid, str) else None)
+    return IdTokenHint(
+        sub=sub, audiences=audiences, sid=sid if isinstance(sid, str) else None, claims=dict(claims)
+    )
+
+
+class IdTokens:
+    """Sign ID tokens with the active key of the client's algorithm; read them back as hints."""
+
+    def __init__(
+        self, *, keys: KeyRing, claims: ClaimsBuilder, issuer: str, clock: Clock, policy: TokenPolicy
+    ) -> None:
+        self.keys = keys
+        self.claims = claims
+        self.issuer = issuer
+        self.clock = clock
+        self.policy = policy
+
+    def sign(
+        self,
+        client: Client,
+        account: Account,
+        scope: str,
+        *,
+        auth_time: datetime,
+        access_token: str | None,
+        nonce: str | None = None,
+        sid: str | None = None,
+    ) -> str:
+        alg = client.id_token_signed_response_alg
+        claims = id_token_claims(
+            self.claims.for_scope(account, scope),
+            issuer=self.issuer,
+            sub=account.id,
+            client_id=client.client_id,
+            auth_time=auth_time,
+            now=self.clock.now(),
+            policy=self.policy,
+            alg=alg,
+            access_token=access_token,
+            nonce=nonce,
+            sid=sid,
+        )
+        return self.keys.sign(claims, alg=alg)
+
+    def read_hint(self, value: str) -> IdTokenHint:
+        return read_id_token_hint(value, keys=self.keys, issuer=self.issuer)

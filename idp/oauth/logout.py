@@ -1,11 +1,11 @@
-"""Ending sessions for portals: RP-Initiated Logout 1.0 requests and Back-Channel Logout 1.0 tokens.
+"""Ending sessions for portals: Back-Channel Logout 1.0 tokens, delivered and retried.
 
 Delivery choice: logout tokens are POSTed right after the sign-out commits, to every portal of
 the session in parallel, each POST with a short timeout and all of them together bounded
 (``TokenPolicy.backchannel_timeout`` / ``backchannel_total``), so a slow or dead portal delays
 the sign-out page by at most that bound. A failure is logged and audited
 (``backchannel_logout.failed``). One that may pass later (a timeout, a network error, a 5xx or
-a 429: 2.8 lets the OP retry) becomes a ``backchannel_retry`` row that ``idp mail worker`` tries
+a 429: 2.8 lets the OP retry) becomes a ``backchannel_retry`` row that ``idp worker`` tries
 again after 1, 2, 4 … 32 minutes, each time with a fresh token; any other answer (a 4xx: the
 portal refused the token) is final. A retry that runs out is audited
 (``backchannel_logout.given_up``): the portal's own session timeout is then the backstop.
@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 
@@ -29,127 +29,27 @@ from idp.accounts.sessions import EndedSession
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
-from idp.keyring import KeyRing
-from idp.oauth.id_tokens import IdTokenHint, InvalidIdTokenHint, read_id_token_hint
+from idp.keys.ring import KeyRing
 from idp.oauth.models import BackchannelRetry, Client
-from idp.policy import TokenPolicy
+from idp.policy import BACKCHANNEL_RETRIES, TokenPolicy
 from idp.tokens import new_secret
 
 log = logging.getLogger(__name__)
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPE = "logout+jwt"  # noqa: S105 (a JOSE typ, not a secret)
-LOGOUT_PARAMETERS = (
-    "id_token_hint",
-    "client_id",
-    "post_logout_redirect_uri",
-    "state",
-    "ui_locales",
-    "logout_hint",
-)
-MAX_PARAMETER_LENGTH = 2000
 
 
-class InvalidLogoutRequest(ValueError):
-    """The logout request is malformed; no redirect may follow (RP-Initiated Logout 1.0 4).
-
-    ``reason`` is one of ``REASONS``, for the page to explain in the user's language.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-REASONS = ("malformed", "id_token_hint", "client", "redirect_uri")
-
-
-@dataclass(frozen=True)
-class LogoutRequest:
-    client: Client | None
-    hint: IdTokenHint | None
-    # The registered post-logout URI with ``state`` added, or None when no redirect may happen.
-    redirect_to: str | None
-    post_logout_redirect_uri: str | None
-    state: str | None
-    ui_locales: str | None
-
-    def names_session(self, op_session: OPSession) -> bool:
-        """Whether the hint identifies this very session (then no confirmation is asked)."""
-        if self.hint is None:
-            return False
-        if self.hint.sid is not None:
-            return self.hint.sid == op_session.sid
-        return self.hint.sub == op_session.account_id
-
-
-def read_logout_request(
-    values: Mapping[str, str],
-    *,
-    keys: KeyRing,
-    issuer: str,
-    find_client: Callable[[str], Client | None],
-    multi: Callable[[str], int],
-) -> LogoutRequest:
-    """Validate an end-session request's parameters (GET query or POST form)."""
-    for name in LOGOUT_PARAMETERS:
-        if multi(name) > 1:
-            raise InvalidLogoutRequest("malformed", f"The parameter {name} was sent more than once.")
-        value = values.get(name)
-        if value is not None and (len(value) > MAX_PARAMETER_LENGTH * 8 or "\x00" in value):
-            raise InvalidLogoutRequest("malformed", f"The parameter {name} is not valid.")
-    hint = None
-    if values.get("id_token_hint"):
-        try:
-            hint = read_id_token_hint(values["id_token_hint"], keys=keys, issuer=issuer)
-        except InvalidIdTokenHint as error:
-            raise InvalidLogoutRequest("id_token_hint", str(error)) from None
-    client = None
-    client_id = values.get("client_id")
-    if client_id:
-        client = find_client(client_id)
-        if client is None:
-            raise InvalidLogoutRequest("client", "The client_id is not a registered client.")
-        # RP-Initiated Logout 1.0 2: client_id and the hint's audience must agree.
-        if hint is not None and client_id not in hint.audiences:
-            raise InvalidLogoutRequest("client", "The client_id is not the audience of the id_token_hint.")
-    elif hint is not None and len(hint.audiences) == 1:
-        client = find_client(hint.audiences[0])
-    uri = values.get("post_logout_redirect_uri") or None
-    state = values.get("state") or None
-    redirect_to = None
-    if uri is not None:
-        if client is None:
-            raise InvalidLogoutRequest(
-                "redirect_uri", "A post_logout_redirect_uri needs a client_id or an id_token_hint."
-            )
-        # RP-Initiated Logout 1.0 3: an exact match of a registered value, or no redirect at all.
-        if uri not in client.post_logout_redirect_uris:
-            raise InvalidLogoutRequest(
-                "redirect_uri", "The post_logout_redirect_uri is not registered for this client."
-            )
-        redirect_to = _with_query(uri, {"state": state} if state else {})
-    return LogoutRequest(
-        client=client,
-        hint=hint,
-        redirect_to=redirect_to,
-        post_logout_redirect_uri=uri,
-        state=state,
-        ui_locales=values.get("ui_locales") or None,
-    )
-
-
-def _with_query(uri: str, params: dict[str, str]) -> str:
-    if not params:
-        return uri
-    parts = urlsplit(uri)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return parts._replace(query=query).geturl()
+def names_session(hint_claims: Mapping[str, Any] | None, op_session: OPSession) -> bool:
+    """Whether an ID token hint identifies this very session (then no confirmation is asked)."""
+    if hint_claims is None:
+        return False
+    if isinstance(hint_claims.get("sid"), str):
+        return bool(hint_claims["sid"] == op_session.sid)
+    return bool(hint_claims.get("sub") == op_session.account_id)
 
 
 # --- back-channel logout ---------------------------------------------------------------------
-# The waits before each retry: about an hour in all, beyond any portal's idle timeout we know.
-RETRY_WAITS = tuple(timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32))
 # Answers that say "not now" rather than "no": worth another try with a fresh token.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -236,6 +136,12 @@ class BackchannelLogout:
         ).scalars()
         return [c for c in clients if c.backchannel_logout_uri]
 
+    def tell(self, ended: Iterable[EndedSession]) -> None:
+        """Tell the portals of every session in ``ended`` that it ended, and commit the audit events."""
+        for each in ended:
+            self.notify(each)
+        self.session.commit()
+
     def notify(self, ended: EndedSession) -> list[Delivery]:
         """Deliver the logout tokens of ``ended`` within the time bound; audit what happened.
 
@@ -276,7 +182,7 @@ class BackchannelLogout:
                         client_id=delivery.client_id,
                         account_id=ended.account_id,
                         sid=ended.sid,
-                        next_attempt_at=self.clock.now() + RETRY_WAITS[0],
+                        next_attempt_at=self.clock.now() + BACKCHANNEL_RETRIES.wait(1),
                         attempts=1,
                         last_error=delivery.error,
                     )
@@ -284,7 +190,7 @@ class BackchannelLogout:
         return deliveries
 
     def retry_due(self, limit: int = 100) -> tuple[int, int]:
-        """Send again what is due (``idp mail worker``), committing after each; return (delivered, failed).
+        """Send again what is due (``idp worker``), committing after each; return (delivered, failed).
 
         SKIP LOCKED lets several workers share the rows on PostgreSQL; each POST waits at most
         ``backchannel_timeout``, so a row is held no longer than that.
@@ -315,10 +221,10 @@ class BackchannelLogout:
             if delivery.error is None:
                 delivered += 1
                 self.session.delete(retry)
-            elif delivery.retryable and retry.attempts <= len(RETRY_WAITS):
+            elif delivery.retryable and retry.attempts < BACKCHANNEL_RETRIES.attempts:
                 failed += 1
                 retry.last_error = delivery.error
-                retry.next_attempt_at = now + RETRY_WAITS[retry.attempts - 1]
+                retry.next_attempt_at = now + BACKCHANNEL_RETRIES.wait(retry.attempts)
             else:
                 failed += 1
                 self._give_up(retry, delivery)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from idp.accounts.models import Account
 from idp.db import (
     Base,
     bool_false,
@@ -22,67 +22,8 @@ from idp.oauth.scopes import scope_list
 from idp.tokens import secret_matches
 
 
-class _Registration(Protocol):
-    """What ``ClientRules`` reads of a client's registration."""
-
-    @property
-    def client_id(self) -> str: ...
-    @property
-    def secret_hash(self) -> str | None: ...
-    @property
-    def redirect_uris(self) -> list[str]: ...
-    @property
-    def scope(self) -> str: ...
-    @property
-    def is_public(self) -> bool: ...
-
-
-class ClientRules:
-    """Authlib's ClientMixin over a client's registration: for the row and for its record alike."""
-
-    def get_client_id(self: _Registration) -> str:
-        return self.client_id
-
-    def get_default_redirect_uri(self) -> None:
-        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED; never fall back to a registered one.
-        return None
-
-    def get_allowed_scope(self: _Registration, scope: str | None) -> str:
-        if not scope:
-            return ""
-        allowed = set(scope_list(self.scope))
-        return " ".join(s for s in scope_list(scope) if s in allowed)
-
-    def check_redirect_uri(self: _Registration, redirect_uri: str) -> bool:
-        # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
-        return redirect_uri in self.redirect_uris
-
-    def check_client_secret(self: _Registration, client_secret: str) -> bool:
-        if self.secret_hash is None:
-            return False
-        return secret_matches(client_secret, self.secret_hash)
-
-    def check_endpoint_auth_method(self: _Registration, method: str, endpoint: str) -> bool:
-        if self.is_public:
-            return method == "none"
-        return method in ("client_secret_basic", "client_secret_post")
-
-    def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code"
-
-    def check_grant_type(self: _Registration, grant_type: str) -> bool:
-        # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
-        if grant_type == "refresh_token":
-            return "offline_access" in scope_list(self.scope)
-        return grant_type == "authorization_code"
-
-    @property
-    def allows_offline_access(self: _Registration) -> bool:
-        return "offline_access" in scope_list(self.scope)
-
-
-class Client(ClientRules, Base):
-    """A relying party; implements Authlib's ClientMixin (ClientRules) over plain columns."""
+class Client(Base):
+    """A relying party; the methods are Authlib's ``ClientMixin``."""
 
     __tablename__ = "oauth_client"
 
@@ -101,27 +42,47 @@ class Client(ClientRules, Base):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     created_at: Mapped[utc_now]
 
+    @property
+    def allows_offline_access(self) -> bool:
+        return "offline_access" in scope_list(self.scope)
 
-@dataclass(frozen=True)
-class ClientRecord(ClientRules):
-    """A client's registration read with Core, without an entity (the token endpoint's hot path)."""
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        return {"post_logout_redirect_uris": self.post_logout_redirect_uris}
 
-    client_id: str
-    secret_hash: str | None
-    name: str
-    redirect_uris: list[str]
-    post_logout_redirect_uris: list[str]
-    backchannel_logout_uri: str | None
-    scope: str
-    is_public: bool
-    is_first_party: bool
-    require_pkce: bool
-    id_token_signed_response_alg: str
+    def get_client_id(self) -> str:
+        return self.client_id
 
+    def get_default_redirect_uri(self) -> None:
+        # OIDC Core 3.1.2.1: redirect_uri is REQUIRED; never fall back to a registered one.
+        return None
 
-# A client as the OAuth code sees it: the row, or its record.
-AnyClient = Client | ClientRecord
-CLIENT_RECORD_FIELDS = tuple(f.name for f in fields(ClientRecord))
+    def get_allowed_scope(self, scope: str | None) -> str:
+        if not scope:
+            return ""
+        allowed = set(scope_list(self.scope))
+        return " ".join(s for s in scope_list(scope) if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return self.secret_hash is not None and secret_matches(client_secret, self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
+        if grant_type == "refresh_token":
+            return self.allows_offline_access
+        return grant_type == "authorization_code"
 
 
 class AuthorizationRequest(Base):
@@ -137,13 +98,15 @@ class AuthorizationRequest(Base):
 
 
 class AuthorizationCode(Base):
+    """A code a client may redeem once; the methods are Authlib's ``AuthorizationCodeMixin``."""
+
     __tablename__ = "authorization_code"
+    # Authlib's nonce-replay check asks for (client, nonce): it must not scan the client's codes.
+    __table_args__ = (Index("ix_authorization_code_client_id_nonce", "client_id", "nonce"),)
 
     id: Mapped[id_pk]
     code_hash: Mapped[sha256_hex] = mapped_column(unique=True)
-    client_id: Mapped[str] = mapped_column(
-        ForeignKey("oauth_client.client_id", ondelete="CASCADE"), index=True
-    )
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_client.client_id", ondelete="CASCADE"))
     account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
     redirect_uri: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(500))
@@ -157,7 +120,26 @@ class AuthorizationCode(Base):
     used_at: Mapped[utc_time_or_none]
     # The OP session's public id (OPSession.sid), copied into the ID token's sid claim.
     sid: Mapped[str | None] = mapped_column(String(32))
-    # Redeemed through idp.oauth.redemption (one Core statement with the account and students).
+
+    account: Mapped[Account] = relationship(lazy="joined", innerjoin=True)
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> list[str]:
+        return ["pwd"]
 
 
 class Consent(Base):
@@ -209,6 +191,8 @@ class RefreshToken(Base):
     expires_at: Mapped[utc_time]
     # Set once, atomically, when the token is exchanged for the next one; presenting it again is reuse.
     rotated_at: Mapped[utc_time_or_none]
+
+    family: Mapped[RefreshTokenFamily] = relationship()
 
 
 class BackchannelRetry(Base):

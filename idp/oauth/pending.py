@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 
-from idp.extensions import db
+from idp.clock import Clock
+from idp.db import DbSession
 from idp.oauth.models import AuthorizationRequest, Client
-from idp.runtime import runtime
+from idp.policy import TokenPolicy
 
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 # The sign-in form's username field takes this many characters.
@@ -22,7 +24,11 @@ class PendingRequest:
     id: str
     params: dict[str, Any]
     client_name: str
-    created_at: Any
+    created_at: datetime
+
+    @property
+    def client_id(self) -> str:
+        return str(self.params["client_id"])
 
     @property
     def login_hint(self) -> str | None:
@@ -36,38 +42,37 @@ class PendingRequest:
         return value if isinstance(value, str) else None
 
 
-def save_pending_request(params: dict[str, Any], client: Client) -> str:
-    rt = runtime()
-    now = rt.clock.now()
-    # Expired rows of any request are cleared on the way: the table stays small without a cron.
-    db.session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.expires_at <= now))
-    row = AuthorizationRequest(
-        client_id=client.client_id,
-        params=params,
-        created_at=now,
-        expires_at=now + rt.token_policy.authorization_request_life,
-    )
-    db.session.add(row)
-    db.session.flush()
-    return row.id
+class PendingRequests:
+    def __init__(self, session: DbSession, *, clock: Clock, policy: TokenPolicy) -> None:
+        self.session = session
+        self.clock = clock
+        self.policy = policy
 
-
-def find_pending_request(request_id: str | None) -> PendingRequest | None:
-    if not request_id or not _REQUEST_ID.match(request_id):
-        return None
-    found = db.session.execute(
-        select(AuthorizationRequest, Client.name)
-        .join(Client, Client.client_id == AuthorizationRequest.client_id)
-        .where(
-            AuthorizationRequest.id == request_id,
-            AuthorizationRequest.expires_at > runtime().clock.now(),
+    def save(self, params: dict[str, Any], client_id: str) -> str:
+        """Keep ``params`` until the user has signed in or consented; return the request's id."""
+        now = self.clock.now()
+        row = AuthorizationRequest(
+            client_id=client_id,
+            params=params,
+            created_at=now,
+            expires_at=now + self.policy.authorization_request_life,
         )
-    ).first()
-    if found is None:
-        return None
-    row, client_name = found
-    return PendingRequest(row.id, dict(row.params), client_name, row.created_at)
+        self.session.add(row)
+        self.session.flush()
+        return row.id
 
+    def find(self, request_id: str | None) -> PendingRequest | None:
+        if not request_id or not _REQUEST_ID.match(request_id):
+            return None
+        found = self.session.execute(
+            select(AuthorizationRequest, Client.name)
+            .join(Client, Client.client_id == AuthorizationRequest.client_id)
+            .where(AuthorizationRequest.id == request_id, AuthorizationRequest.expires_at > self.clock.now())
+        ).first()
+        if found is None:
+            return None
+        row, client_name = found
+        return PendingRequest(row.id, dict(row.params), client_name, row.created_at)
 
-def finish_pending_request(request_id: str) -> None:
-    db.session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))
+    def finish(self, request_id: str) -> None:
+        self.session.execute(delete(AuthorizationRequest).where(AuthorizationRequest.id == request_id))

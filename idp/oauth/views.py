@@ -1,46 +1,47 @@
-"""OIDC endpoints: authorize, token, revoke, introspect, userinfo, logout, JWKS, discovery.
+"""OIDC endpoints: authorize, token, revoke, introspect, userinfo, JWKS, discovery.
 
-Thin: parse, delegate, render."""
+Views parse the request, let Authlib validate it, ask the interaction policy what comes next
+(``idp.oauth.interaction``), and act on the answer.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import (
-    Blueprint,
-    current_app,
-    jsonify,
-    make_response,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from idp.extensions import csrf, db
-from idp.limits import limit_token
-from idp.oauth.access import AccessTokenRejected, verify_access_token
-from idp.oauth.consent import ConsentForm, has_consent, record_consent
-from idp.oauth.id_tokens import IdTokenHint, InvalidIdTokenHint, read_id_token_hint
-from idp.oauth.models import Client
-from idp.oauth.pending import (
-    PendingRequest,
-    find_pending_request,
-    finish_pending_request,
-    save_pending_request,
+from idp.extensions import csrf
+from idp.oauth.access import AccessTokenRejected
+from idp.oauth.codes import SignedInUser
+from idp.oauth.discovery import discovery_document
+from idp.oauth.forms import ConsentForm
+from idp.oauth.id_tokens import InvalidIdTokenHint
+from idp.oauth.interaction import (
+    AskConsent,
+    Asked,
+    InvalidInteractionParameter,
+    Issue,
+    Refuse,
+    SignedIn,
+    SignIn,
+    decide,
+    parse_max_age,
+    parse_prompts,
 )
+from idp.oauth.pending import PendingRequest
 from idp.oauth.scopes import scope_list
-from idp.oauth.server import DISCOVERY_KEY, SignedInUser, oauth_server, query_client
-from idp.runtime import runtime
-from idp.web import current_op_session, prefer_locales
+from idp.web import prefer_locales
+from idp.web.context import current_op_session, oauth_server, services
 
 bp = Blueprint("oauth", __name__)
 
@@ -64,14 +65,13 @@ SINGLE_VALUED = (
 MAX_PARAM_LENGTH = 2000
 # Parameters stored in a column narrower than MAX_PARAM_LENGTH (authorization_code.nonce), or wider.
 MAX_PARAM_LENGTHS = {"nonce": 500, "id_token_hint": 16_384}
-# OIDC Core 3.1.2.1: max_age is a number of seconds; more digits than this is not a real request.
-MAX_AGE_DIGITS = 10
 # C0 controls and DEL: never in a genuine request; NUL cannot even be stored in PostgreSQL text.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # Authlib copies these into error descriptions, which RFC 6749 limits to %x20-21 / %x23-5B / %x5D-7E;
 # anything else there makes it raise ValueError (a 500) instead of answering the error.
 ECHOED_IN_ERRORS = ("redirect_uri", "response_type")
 _ERROR_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+REFUSALS = {"login_required": LoginRequiredError, "consent_required": ConsentRequiredError}
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -81,13 +81,12 @@ def authorize() -> Response:
     problem = _check_parameters(values)
     if problem:
         return error_page(problem)
-    params = {key: values[key] for key in values}
-    return _authorize(params, pending=None)
+    return _authorize({key: values[key] for key in values}, pending=None)
 
 
 @bp.get("/authorize/continue/<request_id>")
 def continue_authorization(request_id: str) -> Response:
-    pending = find_pending_request(request_id)
+    pending = services().pending_requests().find(request_id)
     if pending is None:
         return error_page(_("This sign-in request has expired. Go back to the portal and start again."))
     return _authorize(pending.params, pending=pending)
@@ -96,17 +95,13 @@ def continue_authorization(request_id: str) -> Response:
 @bp.post("/authorize/consent")
 def consent() -> Response:
     form = ConsentForm()
-    pending = find_pending_request(form.request_id.data)
+    pending = services().pending_requests().find(form.request_id.data)
     if not form.validate_on_submit() or pending is None:
         return error_page(_("This sign-in request has expired. Go back to the portal and start again."))
     op_session = current_op_session()
     if op_session is None:
         return redirect(url_for("accounts.signin", request=pending.id), code=303)
     if form.allow.data:
-        # Consent covers what the page listed: the requested scopes this client may have, not the raw ask.
-        client = query_client(pending.params["client_id"])
-        scope = client.get_allowed_scope(pending.params.get("scope")) if client else ""
-        record_consent(op_session.account, pending.params["client_id"], scope)
         return _authorize(pending.params, pending=pending, consent_given=True)
     server = oauth_server()
     oauth_request = _oauth_request(pending.params)
@@ -114,13 +109,12 @@ def consent() -> Response:
         # Validated again: the client or its redirect URIs may have changed while the page was open.
         grant = server.get_consent_grant(request=oauth_request, end_user=op_session.account)
     except OAuth2Error as error:
-        db.session.rollback()
         return _authorization_error(error)
     response: Response = server.create_authorization_response(
         request=oauth_request, grant_user=None, grant=grant
     )
-    finish_pending_request(pending.id)
-    db.session.commit()
+    services().pending_requests().finish(pending.id)
+    services().session.commit()
     return response
 
 
@@ -128,128 +122,74 @@ def _authorize(
     params: dict[str, Any], *, pending: PendingRequest | None, consent_given: bool = False
 ) -> Response:
     server = oauth_server()
+    built = services()
     op_session = current_op_session()
-    account = op_session.account if op_session else None
     oauth_request = _oauth_request(params)
     try:
-        grant = server.get_consent_grant(request=oauth_request, end_user=account)
-    except OAuth2Error as error:
-        db.session.rollback()
-        return _authorization_error(error)
-    client: Client = grant.client
-    prefer_locales(params.get("ui_locales"))
-    prompts = set(params.get("prompt", "").split())
-    try:
-        max_age = _max_age(params)
-        hint = _id_token_hint(params)
-    except InvalidRequestError as error:
-        return _redirect_error(error, grant, params)
-    # A sign-in made after this request arrived is as fresh as it can ask for: without this,
-    # max_age=0 (or a max_age shorter than the redirect back) sends the user to /signin forever.
-    fresh = op_session is not None and pending is not None and op_session.auth_time >= pending.created_at
-    if op_session is None or (
-        not fresh
-        and (
-            _needs_login(op_session.auth_time, max_age, prompts)
-            or _names_another(hint, op_session.account_id)
+        grant = server.get_consent_grant(
+            request=oauth_request, end_user=op_session.account if op_session else None
         )
-    ):
-        if "none" in prompts:
-            return _redirect_error(LoginRequiredError(), grant, params)
-        request_id = pending.id if pending else save_pending_request(params, client)
-        db.session.commit()
-        return redirect(url_for("accounts.signin", request=request_id), code=303)
-    assert account is not None
-    # OIDC Core 3.1.2.1: the hint names who must be signed in; someone else just did.
-    if _names_another(hint, account.id):
-        return _redirect_error(LoginRequiredError(), grant, params)
-    needs_consent, offline_access = _consent_needed(
-        client, account, grant.request.scope, prompts, consent_given
-    )
-    if needs_consent:
-        if "none" in prompts:
-            return _redirect_error(ConsentRequiredError(), grant, params)
-        request_id = pending.id if pending else save_pending_request(params, client)
-        db.session.commit()
-        form = ConsentForm(request_id=request_id)
-        scopes = scope_list(grant.request.scope)
-        return make_response(render_template("consent.html", form=form, client=client, scopes=scopes))
-    user = SignedInUser(
-        account,
-        op_session.auth_time,
-        session_id=op_session.id,
-        sid=op_session.sid,
-        offline_access=offline_access,
-    )
-    response: Response = server.create_authorization_response(
-        request=oauth_request, grant_user=user, grant=grant
-    )
-    if pending is not None:
-        finish_pending_request(pending.id)
-    db.session.commit()
-    return response
-
-
-def _consent_needed(
-    client: Client, account: Any, scope: str | None, prompts: set[str], consent_given: bool
-) -> tuple[bool, bool]:
-    """Whether to show the consent page, and whether offline access may be granted without it.
-
-    First-party clients never ask: signing in grants offline access to those registered for it.
-    A third-party client needs the user's consent for every scope, offline_access included; when
-    only offline access lacks it and the page cannot be shown (prompt=none), offline access is
-    dropped silently and the rest is granted (DESIGN "Claims").
-    """
-    if client.is_first_party or consent_given:
-        return False, True
-    if "consent" in prompts:
-        return True, False
-    if has_consent(account, client.client_id, scope):
-        return False, True
-    without_offline = " ".join(s for s in scope_list(scope) if s != "offline_access")
-    if "none" in prompts and has_consent(account, client.client_id, without_offline):
-        return False, False
-    return True, False
-
-
-def _needs_login(auth_time: Any, max_age: int | None, prompts: set[str]) -> bool:
-    """Whether this request asks for a fresher sign-in than the session has (OIDC Core 3.1.2.1)."""
-    if "login" in prompts:
-        return True
-    if max_age is None:
-        return False
-    # max_age=0 is "sign in again now", like prompt=login (OIDC Core 3.1.2.1).
-    age = (runtime().clock.now() - auth_time).total_seconds()
-    return max_age == 0 or age > max_age
-
-
-def _max_age(params: dict[str, Any]) -> int | None:
-    raw = params.get("max_age")
-    if raw is None or raw == "":
-        return None
-    # isascii: str.isdigit() is also true of "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_AGE_DIGITS:
-        raise InvalidRequestError("max_age must be a non-negative number of seconds.")
-    return int(raw)
-
-
-def _id_token_hint(params: dict[str, Any]) -> IdTokenHint | None:
-    raw = params.get("id_token_hint")
-    if not raw:
-        return None
-    rt = runtime()
+    except OAuth2Error as error:
+        return _authorization_error(error)
+    prefer_locales(params.get("ui_locales"))
     try:
-        return read_id_token_hint(raw, keys=rt.keys(), issuer=rt.settings.issuer)
-    except InvalidIdTokenHint as error:
-        raise InvalidRequestError(str(error)) from None
-
-
-def _names_another(hint: IdTokenHint | None, account_id: str) -> bool:
-    return hint is not None and hint.sub != account_id
+        asked = Asked(
+            prompts=parse_prompts(params.get("prompt")),
+            max_age=parse_max_age(params.get("max_age")),
+            hint_sub=built.id_tokens().read_hint(params["id_token_hint"]).sub
+            if params.get("id_token_hint")
+            else None,
+            scopes=frozenset(scope_list(grant.request.scope)),
+        )
+    except (InvalidInteractionParameter, InvalidIdTokenHint) as invalid:
+        return _redirect_error(InvalidRequestError(str(invalid)), grant, params)
+    client = grant.client
+    if consent_given and op_session is not None:
+        # Consent covers what the page listed: the requested scopes this client may have, not the raw ask.
+        built.consents().record(op_session.account_id, client.client_id, grant.request.scope)
+    decision = decide(
+        asked,
+        signed_in=SignedIn(op_session.account_id, op_session.auth_time) if op_session else None,
+        waiting_since=pending.created_at if pending else None,
+        first_party=client.is_first_party,
+        consented=(built.consents().granted(op_session.account_id, client.client_id) if op_session else None),
+        consent_given=consent_given,
+        now=built.clock.now(),
+    )
+    match decision:
+        case Refuse(error=refusal):
+            return _redirect_error(REFUSALS[refusal](), grant, params)
+        case SignIn():
+            request_id = pending.id if pending else built.pending_requests().save(params, client.client_id)
+            built.session.commit()
+            return redirect(url_for("accounts.signin", request=request_id), code=303)
+        case AskConsent():
+            request_id = pending.id if pending else built.pending_requests().save(params, client.client_id)
+            built.session.commit()
+            form = ConsentForm(request_id=request_id)
+            scopes = scope_list(grant.request.scope)
+            return make_response(render_template("consent.html", form=form, client=client, scopes=scopes))
+        case Issue(offline_access):
+            assert op_session is not None
+            user = SignedInUser(
+                op_session.account_id,
+                op_session.auth_time,
+                session_id=op_session.id,
+                sid=op_session.sid,
+                offline_access=offline_access,
+            )
+            response: Response = server.create_authorization_response(
+                request=oauth_request, grant_user=user, grant=grant
+            )
+            if pending is not None:
+                built.pending_requests().finish(pending.id)
+            built.session.commit()
+            return response
+    raise AssertionError(decision)
 
 
 def _oauth_request(params: dict[str, Any]) -> OAuth2Request:
-    oauth_request = OAuth2Request("GET", runtime().settings.issuer + "/authorize", headers=request.headers)
+    oauth_request = OAuth2Request("GET", services().issuer + "/authorize", headers=request.headers)
     oauth_request.payload = BasicOAuth2Payload(params)
     return oauth_request
 
@@ -272,18 +212,21 @@ def _check_parameters(values: MultiDict[str, str]) -> str | None:
 
 
 def _authorization_error(error: OAuth2Error) -> Response:
+    services().session.rollback()
     # RFC 6749 4.1.2.1: never redirect to an unverified redirect URI or for an unknown client.
-    if error.redirect_uri:
-        server = oauth_server()
-        response: Response = server.handle_error_response(None, error)
-        return response
-    return error_page(error.get_error_description() or error.error, error=error.error)
+    if not error.redirect_uri:
+        return error_page(error.get_error_description() or error.error, error=error.error)
+    server = oauth_server()
+    response: Response = server.handle_error_response(None, error)
+    # RFC 9207: an error sent back to the client names the issuer too (Authlib's extension adds it
+    # to what create_authorization_response answers; this error came before it).
+    server.issuer_parameter.add_issuer_parameter(server, response)
+    return response
 
 
 def _redirect_error(error: OAuth2Error, grant: Any, params: dict[str, Any]) -> Response:
     error.redirect_uri = grant.redirect_uri
     error.state = params.get("state")
-    db.session.commit()
     return _authorization_error(error)
 
 
@@ -291,46 +234,57 @@ def error_page(message: str, *, error: str = "invalid_request", status: int = 40
     return make_response(render_template("error.html", message=message, error=error), status)
 
 
+def _unreadable_credentials() -> Response | None:
+    """A Basic header Authlib would fail on (non-ASCII, or not UTF-8 once decoded) instead of refusing."""
+    parts = (request.headers.get("Authorization") or "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return None
+    try:
+        base64.b64decode(parts[1]).decode("utf-8")
+    except binascii.Error:
+        return None  # bad base64: Authlib answers invalid_client itself
+    except ValueError:
+        error = InvalidClientError(status_code=401, description="The client credentials are unreadable.")
+        response: Response = oauth_server().handle_error_response(None, error)
+        return response
+    return None
+
+
+def _token_endpoint_response(create: Any) -> Response:
+    response: Response = _unreadable_credentials() or create()
+    if response.status_code == 200:
+        services().session.commit()
+    else:
+        services().session.rollback()
+    return response
+
+
 @bp.post("/token")
 @csrf.exempt
-@limit_token
 def token() -> Response:
-    response: Response = oauth_server().create_token_response()
-    if response.status_code == 200:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return response
+    return _token_endpoint_response(oauth_server().create_token_response)
 
 
 @bp.post("/revoke")
 @csrf.exempt
 def revoke() -> Response:
     """RFC 7009: 200 whether or not the token was known; revoking a token ends its family."""
-    return _token_endpoint("revocation")
+    return _token_endpoint_response(lambda: oauth_server().create_endpoint_response("revocation"))
 
 
 @bp.post("/introspect")
 @csrf.exempt
 def introspect() -> Response:
     """RFC 7662 for confidential clients, each about its own tokens."""
-    return _token_endpoint("introspection")
-
-
-def _token_endpoint(name: str) -> Response:
-    response: Response = oauth_server().create_endpoint_response(name)
-    if response.status_code == 200:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return response
+    return _token_endpoint_response(lambda: oauth_server().create_endpoint_response("introspection"))
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf.exempt
 def userinfo() -> Response:
+    built = services()
     try:
-        access = verify_access_token(request.headers.get("Authorization", ""))
+        access = built.access_tokens().verify(request.headers.get("Authorization", ""))
     except AccessTokenRejected as rejected:
         response = jsonify(error=rejected.error, error_description=rejected.description)
         response.status_code = rejected.status
@@ -341,27 +295,27 @@ def userinfo() -> Response:
             else "Bearer"
         )
         return response
-    claims = runtime().claims().for_scope(access.account, access.scope)
-    db.session.commit()
-    response = jsonify(claims)
+    response = jsonify(built.claims().for_scope(access.account, access.scope))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
-    # Bytes built once per key set change; max-age stays below the next-key lead time.
-    body, etag = runtime().keys().public_jwks_json()
+    built = services()
+    body, etag = built.keys.public_jwks_json()
     response = Response(body, mimetype="application/json")
-    response.headers["Cache-Control"] = f"public, max-age={runtime().settings.jwks_max_age}"
+    # Below the next key's lead time: caches learn a key before it signs (idp.keys.rotation).
+    response.headers["Cache-Control"] = f"public, max-age={built.settings.jwks_max_age}"
     response.set_etag(etag)
     return response.make_conditional(request)
 
 
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> Response:
-    # The same bytes for the app's whole life (idp.oauth.discovery).
-    body: bytes = current_app.extensions[DISCOVERY_KEY]
-    response = Response(body, mimetype="application/json")
+    built = services()
+    response = jsonify(
+        discovery_document(built.settings, id_token_algorithms=built.keys.supported_algorithms())
+    )
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

@@ -10,20 +10,15 @@ nor the pause, nor the time taken tells whether an Access ID exists.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass
 from datetime import timedelta
 
-from limits import parse_many
 from sqlalchemy import select
 
-from idp.accounts.lockout import LockedOut, Lockout, LockoutKeys, LockoutStore
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.audit import audit
-from idp.config import Settings
+from idp.counters.store import CounterStore, Keys
 from idp.db import DbSession
-from idp.policy import LockoutPolicy
+from idp.policy import AccessPolicy
 from idp.students.models import Student
 
 MAX_ACCESS_ID_LENGTH = 64
@@ -49,60 +44,33 @@ class AccessRateLimited(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class AccessPolicy:
-    """The two throttles, as lockout policies over the sign-in lockout's store."""
-
-    per_access_id: LockoutPolicy
-    per_ip: LockoutPolicy
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AccessPolicy:
-        pause = timedelta(seconds=settings.access_id_pause_seconds)
-        # IDP_RATE_LIMIT_REGISTER in Flask-Limiter syntax; its first limit counts the checks per IP.
-        rate = parse_many(settings.rate_limit_register)[0]
-        window = timedelta(seconds=rate.get_expiry())
-        return cls(
-            per_access_id=LockoutPolicy(threshold=settings.access_id_failures, duration=pause, window=pause),
-            per_ip=LockoutPolicy(threshold=rate.amount, duration=window, window=window),
-        )
-
-
-def _digest(keys: LockoutKeys, value: str) -> str:
-    # Keyed like the sign-in counters: a Redis dump does not give away the Access IDs tried.
-    return hmac.new(keys.secret, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-
-
-def access_id_key(keys: LockoutKeys, access_id: str) -> str:
-    """Return the key counting wrong Access Passwords for ``access_id``."""
-    return f"{keys.prefix}access:id:{_digest(keys, normalise_access_id(access_id).casefold())}"
-
-
-def access_ip_key(keys: LockoutKeys, ip_address: str | None) -> str:
-    """Return the key counting Access ID checks from ``ip_address``."""
-    return f"{keys.prefix}access:ip:{_digest(keys, ip_address or '-')}"
-
-
 def normalise_access_id(access_id: str) -> str:
     return access_id.strip()
 
 
-# --- the check ----------------------------------------------------------------------------
 class StudentAccess:
     def __init__(
         self,
         session: DbSession,
         *,
         hasher: PasswordHasher,
-        store: LockoutStore,
+        counters: CounterStore,
+        keys: Keys,
         policy: AccessPolicy,
-        keys: LockoutKeys,
     ) -> None:
         self.session = session
         self.hasher = hasher
+        self.counters = counters
         self.keys = keys
-        self.per_access_id = Lockout(store, policy.per_access_id, keys)
-        self.per_ip = Lockout(store, policy.per_ip, keys)
+        self.policy = policy
+
+    def access_id_key(self, access_id: str) -> str:
+        """The counter of wrong Access Passwords for ``access_id``."""
+        return self.keys.name("access:id", normalise_access_id(access_id).casefold())
+
+    def address_key(self, ip_address: str | None) -> str:
+        """The counter of Access ID checks from ``ip_address``."""
+        return self.keys.name("access:ip", ip_address or "-")
 
     def check(
         self, access_id: str, access_password: str, *, ip_address: str | None, account_id: str | None = None
@@ -122,24 +90,21 @@ class StudentAccess:
                 paused=paused,
             )
 
-        id_key = access_id_key(self.keys, typed)
-        try:
-            # A paused Access ID is refused before anything is counted or hashed.
-            self.per_access_id.check(id_key)
-        except LockedOut as locked:
+        id_key = self.access_id_key(typed)
+        # A paused Access ID is refused before anything is counted or hashed.
+        paused_for = self.counters.locked_for(id_key)
+        if paused_for is not None:
             failed("paused")
-            raise AccessPaused(locked.resets_in) from None
-        try:
-            # Every check counts against the IP, right or wrong: guesses per address are bounded.
-            self.per_ip.begin(access_ip_key(self.keys, ip_address))
-        except LockedOut as locked:
+            raise AccessPaused(paused_for)
+        # Every check counts against the address, right or wrong: guesses per address are bounded.
+        from_address = self.counters.attempt(self.address_key(ip_address), self.policy.per_address)
+        if not from_address.granted:
             failed("rate_limited")
-            raise AccessRateLimited(locked.resets_in) from None
-        try:
-            attempt = self.per_access_id.begin(id_key)
-        except LockedOut as locked:  # paused by a concurrent attempt since the check above
+            raise AccessRateLimited(from_address.locked_for or self.policy.per_address.lock)
+        attempt = self.counters.attempt(id_key, self.policy.per_access_id)
+        if not attempt.granted:  # paused by a concurrent attempt since the check above
             failed("paused")
-            raise AccessPaused(locked.resets_in) from None
+            raise AccessPaused(attempt.locked_for or self.policy.per_access_id.lock)
         student = self._find(typed)
         password = access_password[:MAX_PASSWORD_LENGTH]
         if student is None or not student.active or len(access_password) > MAX_PASSWORD_LENGTH:
@@ -149,10 +114,9 @@ class StudentAccess:
         elif not self.hasher.verify(student.access_password_hash, password):
             student = None
         if student is None:
-            paused = self.per_access_id.failed(attempt)
-            failed("credentials", paused=paused)
+            failed("credentials", paused=attempt.locks)
             raise AccessDenied()
-        self.per_access_id.succeeded(attempt)
+        self.counters.reset(id_key)
         return student
 
     def _find(self, access_id: str) -> Student | None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, FromClause, Table, and_, bindparam, select
+from sqlalchemy import select
 
 from idp.accounts.models import Account, AccountType
 from idp.accounts.passwords import PasswordHasher
@@ -14,14 +13,10 @@ from idp.db import DbSession
 from idp.students.models import GuardianLink, School, Student
 from idp.students.relationships import DEFAULT_RELATIONSHIPS, SELF, canonical_relationship
 
-_STUDENT = cast(Table, Student.__table__)
-_LINK = cast(Table, GuardianLink.__table__)
-_SCHOOL = cast(Table, School.__table__)
-
 
 @dataclass(frozen=True)
 class LinkedStudent:
-    """A student linked to an account, as the claims name it (read with Core, no entity)."""
+    """A student linked to an account, as the claims name it."""
 
     student_id: str
     sis_id: str
@@ -29,48 +24,6 @@ class LinkedStudent:
     last_name: str
     school_code: str
     relationship: str
-
-
-# The columns, join and order of an account's linked students, shared by the claims' own query
-# and by the token endpoint's code look-up, which fetches them in the same statement.
-LINKED_STUDENT_COLUMNS = (
-    _STUDENT.c.id.label("student_id"),
-    _STUDENT.c.sis_id.label("student_sis_id"),
-    _STUDENT.c.first_name.label("student_first_name"),
-    _STUDENT.c.last_name.label("student_last_name"),
-    _SCHOOL.c.code.label("student_school_code"),
-    _LINK.c.relationship.label("student_relationship"),
-)
-LINKED_STUDENT_ORDER = (_STUDENT.c.first_name, _STUDENT.c.last_name, _STUDENT.c.sis_id)
-LINKED_STUDENTS: FromClause = _LINK.join(_STUDENT, _STUDENT.c.id == _LINK.c.student_id).join(
-    _SCHOOL, _SCHOOL.c.id == _STUDENT.c.school_id
-)
-
-
-def active_links_of(account_id: ColumnElement[Any]) -> ColumnElement[bool]:
-    return and_(_LINK.c.account_id == account_id, _LINK.c.status == "active")
-
-
-_LINKED_STUDENTS_OF = (
-    select(*LINKED_STUDENT_COLUMNS)
-    .select_from(LINKED_STUDENTS)
-    .where(active_links_of(bindparam("account_id")))
-    .order_by(*LINKED_STUDENT_ORDER)
-)
-
-
-def linked_student_from(row: Any) -> LinkedStudent | None:
-    """The linked student of a row carrying ``LINKED_STUDENT_COLUMNS`` (None for an outer join's miss)."""
-    if row.student_id is None:
-        return None
-    return LinkedStudent(
-        row.student_id,
-        row.student_sis_id,
-        row.student_first_name,
-        row.student_last_name,
-        row.student_school_code,
-        row.student_relationship,
-    )
 
 
 class StudentExists(ValueError):
@@ -195,8 +148,19 @@ class GuardianshipService:
         return [(student, relationship) for student, relationship in rows]
 
     def linked_student_records(self, account_id: str) -> list[LinkedStudent]:
-        """Return what the claims say of the account's students, in the same order, without entities."""
-        # A Core statement does not autoflush: links added in this transaction must be seen too.
-        self.session.flush()
-        rows = self.session.execute(_LINKED_STUDENTS_OF, {"account_id": account_id})
-        return [student for row in rows if (student := linked_student_from(row)) is not None]
+        """Return what the claims say of the account's students, in the same order."""
+        rows = self.session.execute(
+            select(
+                Student.id,
+                Student.sis_id,
+                Student.first_name,
+                Student.last_name,
+                School.code,
+                GuardianLink.relationship,
+            )
+            .join(GuardianLink, GuardianLink.student_id == Student.id)
+            .join(School, School.id == Student.school_id)
+            .where(GuardianLink.account_id == account_id, GuardianLink.status == "active")
+            .order_by(Student.first_name, Student.last_name, Student.sis_id)
+        )
+        return [LinkedStudent(*row) for row in rows]

@@ -26,7 +26,7 @@ from joserfc.jwk import RSAKey
 from playwright.sync_api import Browser, Page
 
 from idp.clock import SystemClock
-from idp.keyring import KeyRing
+from idp.keys.ring import KeyRing
 from relying_party_demo.students import MIDDLE
 from relying_party_demo.tokens import BACKCHANNEL_EVENT
 from tests.conftest import csrf_token

@@ -36,7 +36,7 @@ def post_signin(provider: Provider, username: str, password: str) -> requests.Re
 
 def fallback_active(provider: Provider) -> bool:
     text = requests.get(f"{provider.url}/metrics", timeout=HTTP_TIMEOUT).text
-    match = re.search(r"^idp_redis_fallback_active (\d)$", text, re.MULTILINE)
+    match = re.search(r"^idp_redis_fallback_active (\d)(?:\.0)?$", text, re.MULTILINE)
     assert match, text[:300]
     return match.group(1) == "1"
 

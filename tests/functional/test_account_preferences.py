@@ -19,8 +19,8 @@ from idp.accounts.password_policy import PasswordPolicyService
 from idp.config import Settings
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
-from idp.runtime import runtime
 from idp.students.models import Student
+from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, settings_for_tests
 from tests.functional import oidc
 from tests.functional.test_code_flow import verify_id_token
@@ -43,7 +43,7 @@ def dana(make_account: Callable[..., Account], make_student: Callable[..., Stude
     zoe = make_student(
         sis_id="100234", first_name="Zoe", last_name="Rivera", access_id="ZR-1", access_password="orchid-42"
     )
-    runtime().guardianship().link(account, zoe, "Mother")
+    services().guardianship().link(account, zoe, "Mother")
     db.session.commit()
     return account
 
@@ -82,7 +82,7 @@ def mails() -> list[tuple[str, str]]:
 
 
 def set_options(**options: Any) -> None:
-    DistrictOptionsService(db.session, defaults=DistrictOptions(), clock=runtime().clock).set(**options)
+    DistrictOptionsService(db.session, defaults=DistrictOptions(), clock=services().clock).set(**options)
     db.session.commit()
 
 
@@ -209,7 +209,7 @@ def test_wrong_current_password(signed_in: FlaskClient, dana: Account):
 
     assert response.status_code == 400
     assert "Current password is not correct." in text(response)
-    assert runtime().hasher.verify(reload(dana).password_hash, PASSWORD)
+    assert services().hasher.verify(reload(dana).password_hash, PASSWORD)
 
 
 def test_wrong_current_passwords_count_against_the_sign_in_lockout(
@@ -245,7 +245,7 @@ def test_too_long_new_password(signed_in: FlaskClient, dana: Account):
 
 
 def test_classic_school_rules_apply_to_the_accounts_password(signed_in: FlaskClient, dana: Account):
-    PasswordPolicyService(db.session, hasher=runtime().hasher, clock=runtime().clock).set_policy(
+    PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock).set_policy(
         "LES", min_length=8, require_upper_lower=True, require_letter_number=True, require_special=True
     )
     db.session.commit()
@@ -264,7 +264,7 @@ def test_classic_school_rules_apply_to_the_accounts_password(signed_in: FlaskCli
 
 
 def test_previously_used_passwords_may_not_be_reused(signed_in: FlaskClient, dana: Account):
-    PasswordPolicyService(db.session, hasher=runtime().hasher, clock=runtime().clock).set_policy(
+    PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock).set_policy(
         "LES", history_count=3
     )
     db.session.commit()
@@ -285,7 +285,7 @@ def test_district_may_forbid_password_changes(signed_in: FlaskClient, dana: Acco
     response = change_password(signed_in, PASSWORD, NEW_PASSWORD)
 
     assert response.status_code == 403
-    assert runtime().hasher.verify(reload(dana).password_hash, PASSWORD)
+    assert services().hasher.verify(reload(dana).password_hash, PASSWORD)
 
 
 @pytest.mark.parametrize(

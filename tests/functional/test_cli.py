@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from idp.accounts.models import Account
 from idp.accounts.service import SignInContext
 from idp.cli import main
-from idp.demo import DEMO_CLIENT_ID, DEMO_USERNAME
+from idp.cli.demo import DEMO_CLIENT_ID, DEMO_USERNAME
 from idp.extensions import db
 from idp.oauth.clients import ClientService
 from idp.oauth.models import Client
-from idp.runtime import runtime
 from idp.students.models import GuardianLink, Student
+from idp.web.context import services
 
 CALLBACK = "https://portal.example.test/callback"
 
@@ -71,7 +71,7 @@ def create_client(idp, *extra: str) -> Result:
 
 def signs_in(username: str, password: str) -> bool:
     try:
-        runtime().accounts().authenticate(username, password, SignInContext())
+        services().accounts().authenticate(username, password, SignInContext())
     except Exception:
         return False
     finally:
@@ -213,7 +213,7 @@ def test_students_create_adds_the_student_and_its_school(idp):
         "WMS",
         "7",
     )
-    assert runtime().hasher.verify(student.access_password_hash, "orchid-42")
+    assert services().hasher.verify(student.access_password_hash, "orchid-42")
 
 
 @pytest.mark.parametrize(
@@ -406,7 +406,7 @@ def test_keys_list_json_lists_the_active_keys(idp):
     assert result.exit_code == 0, result.output
     listed = json.loads(result.stdout)
     assert {(k["alg"], k["state"]) for k in listed} >= {("RS256", "active"), ("ES256", "active")}
-    assert [k["kid"] for k in listed] == [r.kid for r in runtime().keys().records()]
+    assert [k["kid"] for k in listed] == [r.kid for r in services().keys.records()]
     for key in listed:
         assert (
             {"kid", "alg", "state", "created_at", "file"}
@@ -419,7 +419,7 @@ def test_keys_list_prints_one_line_per_key(idp):
     result = idp("keys", "list")
 
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.splitlines()) == len(runtime().keys().records())
+    assert len(result.stdout.splitlines()) == len(services().keys.records())
 
 
 # --- the installed entry point ------------------------------------------------------------

@@ -34,9 +34,9 @@ def test_parent_signs_in_and_portal_receives_linked_students(
     parent = make_account(username="Dana.Rivera")
     zoe = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
     adam = make_student(sis_id="100235", first_name="Adam", last_name="Rivera")
-    from idp.runtime import runtime
+    from idp.web.context import services
 
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
     guardianship.link(parent, zoe, "mother")
     guardianship.link(parent, adam, "Mother")
     db.session.commit()

@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.accounts.models import Account, OPSession
-from idp.accounts.wiring import password_policies
 from idp.clock import FrozenClock
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
+from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, redirect_params
 from tests.functional import oidc, tokens
 
@@ -142,7 +142,7 @@ def test_a_password_past_the_policy_maximum_age_must_change(
     client: FlaskClient, make_parent, clock: FrozenClock
 ):
     parent = make_parent()
-    policies = password_policies()
+    policies = services().password_policies()
     policies.set_policy(None, max_age_days=90)
     db.session.commit()
     clock.advance(timedelta(days=91))

@@ -20,8 +20,8 @@ from idp.cli import main
 from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.extensions import db
-from idp.keyring import MANIFEST, read_manifest
-from idp.runtime import runtime
+from idp.keys.store import MANIFEST, read_manifest
+from idp.web.context import services
 from tests.conftest import AuthRequest, settings_for_tests
 from tests.functional.oidc import authorize_as, basic_auth, redeem
 
@@ -52,7 +52,7 @@ def idp(app: Flask):
 
 def kid(state: str, alg: str = "RS256") -> str:
     (found,) = [
-        r.kid for r in read_manifest(runtime().settings.keys_dir) if r.alg == alg and r.state == state
+        r.kid for r in read_manifest(services().settings.keys_dir) if r.alg == alg and r.state == state
     ]
     return found
 
@@ -100,12 +100,12 @@ def introspected(client: FlaskClient, portal: Any, token: str) -> dict[str, Any]
 
 # --- rotate --------------------------------------------------------------------------------
 def test_rotate_before_the_lead_time_fails_in_one_line_naming_force(idp, app):
-    before = (runtime().settings.keys_dir / MANIFEST).read_bytes()
+    before = (services().settings.keys_dir / MANIFEST).read_bytes()
 
     result = idp("keys", "rotate")
 
     assert_failed_with_one_line(result, kid("next"), "--force", "2m 2s")
-    assert (runtime().settings.keys_dir / MANIFEST).read_bytes() == before
+    assert (services().settings.keys_dir / MANIFEST).read_bytes() == before
     assert audited("key.rotated") == []
 
 
@@ -117,7 +117,7 @@ def test_rotate_after_the_lead_time_signs_with_the_next_key_and_audits_it(idp, c
 
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"RS256: {upcoming} signs now; {active} retired; ")
-    assert kid_of(runtime().keys().sign({"sub": "x"})) == upcoming
+    assert kid_of(services().keys.sign({"sub": "x"})) == upcoming
     assert {active, upcoming, kid("next")} <= published_kids(client)
     (details,) = audited("key.rotated")
     assert details == {"kid": upcoming, "alg": "RS256", "retired": active, "next": kid("next")}
@@ -216,7 +216,7 @@ def test_tokens_of_a_revoked_key_are_refused_at_userinfo_and_inactive_at_introsp
     assert compromised not in published_kids(client)
     assert audited("key.revoked") == [{"kid": compromised, "alg": "RS256", "previous_state": "active"}]
     # Signing goes on with the promoted next key, and its tokens are accepted.
-    fresh = runtime().keys().sign({"sub": "x"})
+    fresh = services().keys.sign({"sub": "x"})
     assert kid_of(fresh) == kid("active") != compromised
 
 
@@ -271,7 +271,7 @@ def test_jwks_is_cacheable_for_less_than_the_lead_time_and_revalidates_by_etag(i
 
     assert changed.status_code == 200
     assert changed.headers["ETag"] != etag
-    assert json.loads(changed.data) == runtime().keys().public_jwks()
+    assert json.loads(changed.data) == services().keys.public_jwks()
 
 
 # --- the installed entry point ------------------------------------------------------------

@@ -18,7 +18,7 @@ from idp.accounts.models import OPSession, SessionClient
 from idp.audit import AuditEvent
 from idp.extensions import db
 from idp.oauth.models import BackchannelRetry, Client
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import AuthRequest, csrf_token, redirect_params
 from tests.functional.oidc import authorize_as, redeem, sign_in
 from tests.functional.tokens import audit_names, count, unique_username, verified_claims
@@ -292,7 +292,7 @@ def test_unreachable_portal_is_audited_and_the_sign_out_still_completes(client, 
 
 
 def test_slow_portal_delays_the_sign_out_page_by_the_bound_at_most(client, make_client, username):
-    rt = runtime()
+    rt = services()
     rt.token_policy = replace(
         rt.token_policy, backchannel_timeout=timedelta(seconds=0.5), backchannel_total=timedelta(seconds=0.8)
     )
@@ -392,7 +392,7 @@ def test_a_portal_that_was_down_is_told_by_the_worker_with_a_fresh_token(
         (retry,) = retries()
         assert (retry.attempts, retry.last_error) == (1, "HTTP 503")
         assert retry.next_attempt_at == clock.now() + timedelta(minutes=1)
-        assert runtime().backchannel().retry_due() == (0, 0)  # not due yet
+        assert services().backchannel().retry_due() == (0, 0)  # not due yet
 
         down.status = 200
         clock.advance(timedelta(minutes=1))
@@ -415,7 +415,7 @@ def test_retries_wait_longer_each_time_and_stop_after_about_an_hour(client, make
         portal = make_client(backchannel_logout_uri=broken.url)
         tokens = signed_in_tokens(client, portal, username)
         client.get(logout_url(id_token_hint=tokens["id_token"]))
-        backchannel = runtime().backchannel()
+        backchannel = services().backchannel()
         waits = []
         while retries():
             (retry,) = retries()
@@ -462,6 +462,6 @@ def test_a_retry_for_a_portal_that_dropped_its_back_channel_uri_is_dropped(
         registered.backchannel_logout_uri = None
         db.session.commit()
         clock.advance(timedelta(minutes=1))
-        assert runtime().backchannel().retry_due() == (0, 0)
+        assert services().backchannel().retry_due() == (0, 0)
         assert len(down.received) == 1
     assert retries() == []

@@ -22,7 +22,7 @@ from idp.config import Settings
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
 from idp.oauth.models import RefreshTokenFamily
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, redirect_params, settings_for_tests
 from tests.functional import oidc, tokens
 from tests.functional.tokens import refresh, sign_in_and_redeem
@@ -235,12 +235,10 @@ def test_a_link_made_before_a_password_change_is_refused(
     account = make_parent()
     link = reset_link(client, inbox, mail_worker, account)
     clock.advance(timedelta(minutes=1))
-    from idp.accounts.wiring import password_policies
-
     with client.application.test_request_context():
         changed = db.session.get(Account, account.id)
         assert changed is not None
-        password_policies().set_password(changed, "another passphrase entirely")
+        services().password_policies().set_password(changed, "another passphrase entirely")
         db.session.commit()
 
     page = client.get(link.removeprefix("http://localhost"))
@@ -479,7 +477,7 @@ def test_recovery_requests_are_rate_limited(app: Flask, database_url: str, keys_
     from idp import create_app
 
     limited = create_app(
-        settings_for_tests(database_url, keys_dir, rate_limit_recovery="3/hour"), clock=runtime().clock
+        settings_for_tests(database_url, keys_dir, rate_limit_recovery="3/hour"), clock=services().clock
     )
     limited.config["TESTING"] = True
     browser = limited.test_client()

@@ -226,7 +226,7 @@ def test_lives_come_from_the_settings(settings, clock):
 
     app = create_app(replace(settings, refresh_token_seconds=3600, refresh_idle_seconds=600), clock=clock)
     with app.app_context():
-        policy = app.extensions["idp.runtime"].token_policy
+        policy = app.extensions["idp.services"].token_policy
         assert policy.refresh_token_life == timedelta(hours=1)
         assert policy.refresh_idle == timedelta(minutes=10)
 

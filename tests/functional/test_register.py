@@ -22,8 +22,8 @@ from idp.accounts.password_policy import PasswordPolicyService
 from idp.config import Settings
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
-from idp.runtime import runtime
 from idp.students.models import GuardianLink, Student
+from idp.web.context import services
 from tests.conftest import csrf_token, settings_for_tests
 from tests.functional import oidc
 from tests.integration.helpers import count
@@ -137,7 +137,7 @@ def test_registration_creates_the_account_links_both_students_and_mails_a_link(
     assert response.headers["Location"].startswith("/register/done")
     (account,) = accounts()
     assert account.status is AccountStatus.PENDING
-    linked = runtime().guardianship().linked_students(account)
+    linked = services().guardianship().linked_students(account)
     assert [(s.first_name, r) for s, r in linked] == [("Adam", "Mother"), ("Zoe", "Mother")]
     finish_reads()
     # Delivered on commit to the file outbox (no SMTP configured).
@@ -183,7 +183,7 @@ def test_new_account_may_sign_in_while_pending_by_default(client: FlaskClient, s
 
 def test_district_requiring_verification_keeps_a_pending_account_out(client: FlaskClient, students):
     post_register(client)
-    DistrictOptionsService(db.session, defaults=DistrictOptions(), clock=runtime().clock).set(
+    DistrictOptionsService(db.session, defaults=DistrictOptions(), clock=services().clock).set(
         require_email_verification=True
     )
     db.session.commit()
@@ -301,7 +301,7 @@ def test_short_and_long_passwords(client: FlaskClient, students):
 
 
 def test_a_school_policy_with_classic_rules_gives_every_message_at_once(client: FlaskClient, students):
-    policies = PasswordPolicyService(db.session, hasher=runtime().hasher, clock=runtime().clock)
+    policies = PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock)
     policies.set_policy(
         "LES", min_length=8, require_upper_lower=True, require_letter_number=True, require_special=True
     )
@@ -349,7 +349,7 @@ def test_a_third_row_added_by_a_script_is_linked_too(client: FlaskClient, studen
 
     assert response.status_code == 303
     (account,) = accounts()
-    assert len(runtime().guardianship().linked_students(account)) == 3
+    assert len(services().guardianship().linked_students(account)) == 3
     finish_reads()
 
 
@@ -387,7 +387,7 @@ def test_access_checks_beyond_the_ip_limit_get_429(app: Flask, students, databas
     from idp import create_app
 
     limited = create_app(
-        settings_for_tests(database_url, keys_dir, rate_limit_register="2/hour"), clock=runtime().clock
+        settings_for_tests(database_url, keys_dir, rate_limit_register="2/hour"), clock=services().clock
     )
     limited.config["TESTING"] = True
     client = limited.test_client()

@@ -160,7 +160,7 @@ def test_introspection_of_a_token_signed_by_a_revoked_key_is_inactive(
         portal = make_client(scope=OFFLINE_SCOPE)
         issued = sign_in_and_redeem(http, portal, name)
         assert is_active(http, portal, issued["access_token"])
-        keys = app.extensions["idp.runtime"].keys()
+        keys = app.extensions["idp.services"].keys
         kid = next(r.kid for r in keys.records() if r.alg == "RS256" and r.state == "active")
         result = app.test_cli_runner().invoke(args=["keys", "revoke", kid])
         assert result.exit_code == 0, result.output

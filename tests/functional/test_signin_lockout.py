@@ -12,17 +12,17 @@ from typing import Any, TypeVar
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from idp import metrics
 from idp.accounts.lockout import LockedOut
 from idp.accounts.models import Account
 from idp.accounts.service import InvalidCredentials, SignInContext
 from idp.audit import AuditEvent
 from idp.config import Settings
 from idp.extensions import db
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import PASSWORD, csrf_token, settings_for_tests
 from tests.functional import oidc
 from tests.redis_server import free_port
@@ -101,10 +101,10 @@ def test_third_failure_locks_the_username_and_the_page_says_for_how_long(
 def test_locked_username_costs_no_argon2_verify(client: FlaskClient, dana: Account) -> None:
     for _ in range(3):
         fail(client)
-    before = metrics.ARGON2_VERIFICATIONS.value()
+    before = REGISTRY.get_sample_value("idp_argon2_verifications_total")
     for password in ("wrong", PASSWORD, "also wrong"):
         assert LOCKED.search(page_text(sign_in(client, "dana.rivera", password)))
-    assert metrics.ARGON2_VERIFICATIONS.value() == before
+    assert REGISTRY.get_sample_value("idp_argon2_verifications_total") == before
 
 
 def test_case_width_and_spaces_do_not_dodge_the_counter(client: FlaskClient, dana: Account) -> None:
@@ -204,7 +204,7 @@ def test_current_password_check_counts_toward_the_lockout(
     app: Flask, client: FlaskClient, dana: Account
 ) -> None:
     # The change-password page's check: the same counter as sign-in.
-    accounts = runtime().accounts()
+    accounts = services().accounts()
     context = SignInContext(ip_address="203.0.113.9")
     for _ in range(3):
         with pytest.raises(InvalidCredentials):
@@ -229,7 +229,7 @@ def test_signin_posts_beyond_the_limit_get_429_with_retry_after(client: FlaskCli
     assert "Too many requests" in page_text(limited)
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert client.get("/signin").status_code == 200  # the page itself is not limited
-    assert metrics.RATE_LIMITED.value("accounts.signin") >= 1
+    assert (REGISTRY.get_sample_value("idp_rate_limited_total", {"limit": "accounts.signin"}) or 0) >= 1
 
 
 @with_settings(rate_limit_token="2/minute")
@@ -246,7 +246,7 @@ def test_token_requests_beyond_the_limit_get_a_json_429(client: FlaskClient) -> 
 @pytest.fixture
 def slots_taken(app: Flask) -> Iterator[None]:
     """Another thread holds every argon2 slot of this app's hasher until the test ends."""
-    hasher = runtime().hasher
+    hasher = services().hasher
     slots = hasher.slots  # type: ignore[attr-defined]
     holding, release = threading.Event(), threading.Event()
 
@@ -279,13 +279,13 @@ def test_signin_gets_a_quick_503_when_every_argon2_slot_is_taken(
     assert time.monotonic() - started < 2
     assert response.headers["Retry-After"] == "1"
     assert "busy" in page_text(response)
-    assert runtime().lockout is not None and runtime().lockout.failures("dana.rivera") == 0
+    assert services().lockout.failures("dana.rivera") == 0
 
 
 # --- operations ---------------------------------------------------------------------------
 def test_metrics_and_readiness_report_the_shared_counters(client: FlaskClient) -> None:
     text = page_text(client.get("/metrics"))
-    assert "idp_redis_fallback_active 0" in text
+    assert "idp_redis_fallback_active 0.0" in text
     assert "# TYPE idp_argon2_verifications_total counter" in text
     ready = client.get("/readyz")
     assert ready.status_code == 200
@@ -302,4 +302,4 @@ def test_signin_works_and_still_locks_when_redis_is_unreachable(client: FlaskCli
     assert ready.status_code == 200
     assert ready.json is not None and ready.json["status"] == "degraded"
     assert ready.json["checks"]["counters"] == "per-process fallback"
-    assert "idp_redis_fallback_active 1" in page_text(client.get("/metrics"))
+    assert "idp_redis_fallback_active 1.0" in page_text(client.get("/metrics"))

@@ -1,35 +1,24 @@
-"""What one code exchange writes, in which transaction, and when it signs (idp.oauth.server.CodeGrant).
+"""What one code exchange writes, and in which transaction (idp.oauth.grants.CodeGrant).
 
-The exchange consumes the code and stores the family, the refresh token and the audit event in
-one step (one statement on PostgreSQL), commits, and only then signs the two tokens: on SQLite
-the one write lock is free while the RSA signatures run.
+The exchange consumes the code with one statement and stores the family, the refresh token and
+the audit event in the same transaction; a refused or replayed exchange writes no second family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from flask import Flask
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 
 from idp.accounts.models import Account, AccountStatus
 from idp.audit import AuditEvent
 from idp.extensions import db
-from idp.keyring import KeyRing
 from idp.oauth.models import AuthorizationCode, RefreshToken, RefreshTokenFamily
-from idp.runtime import runtime
 from idp.tokens import secret_hash
+from idp.web.context import services
 from tests.conftest import AuthRequest
-from tests.functional.locks import sqlite_writer_can_start
 from tests.functional.oidc import authorize_as, redeem
 
 OFFLINE_SCOPE = "openid profile email students offline_access"
-
-# Another connection looks at what each request has committed: no test transaction around it.
-pytestmark = pytest.mark.commits
 
 
 @pytest.fixture
@@ -66,7 +55,7 @@ def test_exchange_consumes_the_code_and_writes_family_refresh_token_and_audit_ev
         row.account_id,
     )
     assert (family.scope, family.sid, family.auth_time) == (row.scope, row.sid, row.auth_time)
-    assert family.expires_at == clock.now() + runtime().token_policy.refresh_token_life
+    assert family.expires_at == clock.now() + services().token_policy.refresh_token_life
     assert family.revoked_at is None
     (refresh_token,) = db.session.execute(select(RefreshToken)).scalars()
     assert refresh_token.family_id == family.id
@@ -87,7 +76,7 @@ def test_exchange_without_offline_access_opens_a_family_with_no_refresh_token(
     assert response.status_code == 200
     assert "refresh_token" not in response.get_json()
     (family,) = db.session.execute(select(RefreshTokenFamily)).scalars()
-    assert family.expires_at == clock.now() + runtime().token_policy.access_token_life
+    assert family.expires_at == clock.now() + services().token_policy.access_token_life
     assert db.session.execute(select(func.count()).select_from(RefreshToken)).scalar_one() == 0
     assert len(events("access_token.issued")) == 1
 
@@ -147,31 +136,3 @@ def test_a_replay_for_a_disabled_account_still_revokes_the_first_redemption(clie
     (family,) = db.session.execute(select(RefreshTokenFamily)).scalars()
     assert family.revoked_reason == "authorization_code_replayed"
     assert len(events("authorization_code.replayed")) == 1
-
-
-def test_tokens_are_signed_after_the_exchange_is_committed(
-    app: Flask, client, portal, username, database_url: str, monkeypatch: pytest.MonkeyPatch
-):
-    auth = AuthRequest(portal.client_id, scope=OFFLINE_SCOPE)
-    code = authorize_as(client, auth, username)["code"]
-    observer = create_engine(database_url, poolclass=NullPool)
-    seen: list[tuple[str, int, bool | None]] = []
-    sign: Callable[..., str] = KeyRing.sign
-
-    def observing_sign(self: KeyRing, claims: Any, **kwargs: Any) -> str:
-        # Another connection sees the exchange's rows while the token is being signed...
-        with observer.connect() as conn:
-            families = conn.execute(text("SELECT count(*) FROM refresh_token_family")).scalar_one()
-        # ... and, on SQLite, could write right now: the exchange holds no lock.
-        free = sqlite_writer_can_start(database_url) if database_url.startswith("sqlite") else None
-        seen.append((kwargs.get("typ", "JWT"), families, free))
-        return sign(self, claims, **kwargs)
-
-    monkeypatch.setattr(KeyRing, "sign", observing_sign)
-    response = redeem(client, auth, code, portal.client_secret)
-    observer.dispose()
-    assert response.status_code == 200
-    assert [typ for typ, _, _ in seen] == ["at+jwt", "JWT"]
-    assert all(families == 1 for _, families, _ in seen)
-    if database_url.startswith("sqlite"):
-        assert all(free for _, _, free in seen)

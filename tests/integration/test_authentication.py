@@ -21,7 +21,7 @@ from idp.accounts.service import (
 from idp.audit import AuditEvent
 from idp.extensions import db
 from idp.policy import HashingPolicy
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import PASSWORD
 from tests.integration.helpers import audit_names, count
 
@@ -49,7 +49,7 @@ class CountingHasher:
 
 
 def service(hasher: Any = None) -> AccountService:
-    rt = runtime()
+    rt = services()
     return AccountService(db.session, hasher=hasher or rt.hasher, clock=rt.clock)
 
 
@@ -59,11 +59,16 @@ def reloaded(account: Account) -> Account:
     return db.session.execute(select(Account).where(Account.id == account.id)).scalar_one()
 
 
+def sign_in(username: str, context: SignInContext = HOME) -> Account:
+    return services().signin().sign_in(username, PASSWORD, context, browser_session=None).account
+
+
 # --- authenticate -------------------------------------------------------------------------
-def test_right_password_returns_the_account_and_records_the_sign_in(make_account, clock):
+def test_right_password_returns_the_account_and_the_sign_in_records_it(make_account, clock):
     account = make_account(username="dana.rivera")
 
-    signed_in = service().authenticate("dana.rivera", PASSWORD, HOME)
+    assert service().authenticate("dana.rivera", PASSWORD, HOME).id == account.id
+    signed_in = sign_in("dana.rivera")
 
     stored = reloaded(signed_in)
     assert stored.id == account.id
@@ -77,11 +82,10 @@ def test_right_password_returns_the_account_and_records_the_sign_in(make_account
 def test_second_sign_in_moves_the_previous_one_to_last_login(make_account, clock):
     make_account(username="dana.rivera")
     first_at = clock.now()
-    service().authenticate("dana.rivera", PASSWORD, HOME)
-    db.session.commit()
+    sign_in("dana.rivera")
     clock.advance(timedelta(hours=5))
 
-    account = service().authenticate("Dana.Rivera", PASSWORD, SignInContext(ip_address="198.51.100.2"))
+    account = sign_in("Dana.Rivera", SignInContext(ip_address="198.51.100.2"))
 
     stored = reloaded(account)
     assert (stored.last_login_at, stored.last_login_ip) == (first_at, "203.0.113.7")
@@ -93,7 +97,7 @@ def test_second_sign_in_moves_the_previous_one_to_last_login(make_account, clock
 
 
 def test_unknown_username_costs_one_dummy_verify(app):
-    hasher = CountingHasher(runtime().hasher)
+    hasher = CountingHasher(services().hasher)
 
     with pytest.raises(InvalidCredentials):
         service(hasher).authenticate("nobody", PASSWORD, HOME)
@@ -105,7 +109,7 @@ def test_unknown_username_costs_one_dummy_verify(app):
 
 
 def test_overlong_username_costs_one_dummy_verify_without_a_lookup(make_account):
-    hasher = CountingHasher(runtime().hasher)
+    hasher = CountingHasher(services().hasher)
 
     with pytest.raises(InvalidCredentials):
         service(hasher).authenticate("x" * 10_000, PASSWORD, HOME)
@@ -115,7 +119,7 @@ def test_overlong_username_costs_one_dummy_verify_without_a_lookup(make_account)
 
 def test_overlong_password_costs_one_dummy_verify(make_account):
     make_account(username="dana.rivera")
-    hasher = CountingHasher(runtime().hasher)
+    hasher = CountingHasher(services().hasher)
 
     with pytest.raises(InvalidCredentials):
         service(hasher).authenticate("dana.rivera", "p" * 257, HOME)
@@ -125,7 +129,7 @@ def test_overlong_password_costs_one_dummy_verify(make_account):
 
 def test_wrong_password_costs_one_verify_and_raises_invalid_credentials(make_account):
     account = make_account(username="dana.rivera")
-    hasher = CountingHasher(runtime().hasher)
+    hasher = CountingHasher(services().hasher)
 
     with pytest.raises(InvalidCredentials):
         service(hasher).authenticate("dana.rivera", PASSWORD + "!", HOME)

@@ -9,21 +9,20 @@ import pytest
 from idp.accounts.models import Account, AccountStatus, AccountType
 from idp.accounts.service import SignInContext
 from idp.extensions import db
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import PASSWORD
 
 STUDENT_CLAIMS = {"student_ids", "students", "primary_student_id"}
 
 
 def claims(account: Account, scope: str) -> dict:
-    return runtime().claims().for_scope(account, scope)
+    return services().claims().for_scope(account, scope)
 
 
 def sign_in(account: Account) -> Account:
-    signed_in = runtime().accounts().authenticate(account.username, PASSWORD, SignInContext())
-    db.session.commit()
+    signed_in = services().signin().sign_in(account.username, PASSWORD, SignInContext(), browser_session=None)
     db.session.expire_all()
-    return signed_in
+    return signed_in.account
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def rivera_family(make_account, make_student):
     )
     zoe = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
     adam = make_student(sis_id="100235", first_name="Adam", last_name="Rivera", school_code="LES")
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
     guardianship.link(dana, zoe, "mother")
     guardianship.link(dana, adam, "Mother")
     db.session.commit()
@@ -143,7 +142,7 @@ def test_unknown_scopes_release_nothing(rivera_family):
 def test_student_account_releases_its_own_record_as_self(make_account, make_student):
     account = make_account(account_type=AccountType.STUDENT, first_name="Zoe", last_name="Rivera")
     record = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
-    runtime().guardianship().link(account, record, "")
+    services().guardianship().link(account, record, "")
     db.session.commit()
 
     released = claims(account, "openid profile students")

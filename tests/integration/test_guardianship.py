@@ -7,17 +7,17 @@ from sqlalchemy import select
 
 from idp.accounts.models import AccountType
 from idp.extensions import db
-from idp.runtime import runtime
 from idp.students.guardianship import StudentExists, UnknownStudent
 from idp.students.models import GuardianLink, School, Student
 from idp.students.relationships import UnknownRelationship
+from idp.web.context import services
 from tests.integration.helpers import audit_names, count
 
 
 def test_first_linked_student_becomes_primary(make_account, make_student):
     parent = make_account()
     zoe, adam = make_student(first_name="Zoe"), make_student(first_name="Adam")
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
 
     guardianship.link(parent, zoe, "Mother")
     guardianship.link(parent, adam, "Mother")
@@ -31,7 +31,7 @@ def test_first_linked_student_becomes_primary(make_account, make_student):
 def test_relationship_is_stored_in_canonical_spelling(make_account, make_student, typed):
     parent, student = make_account(), make_student()
 
-    runtime().guardianship().link(parent, student, typed)
+    services().guardianship().link(parent, student, typed)
     db.session.commit()
 
     db.session.expire_all()
@@ -43,7 +43,7 @@ def test_unknown_relationship_links_nothing(make_account, make_student):
     parent, student = make_account(), make_student()
 
     with pytest.raises(UnknownRelationship):
-        runtime().guardianship().link(parent, student, "uncle")
+        services().guardianship().link(parent, student, "uncle")
 
     db.session.rollback()
     assert count(GuardianLink) == 0
@@ -54,14 +54,14 @@ def test_student_account_is_linked_to_its_record_as_self(make_account, make_stud
     account = make_account(account_type=AccountType.STUDENT)
     student = make_student()
 
-    link = runtime().guardianship().link(account, student, "")
+    link = services().guardianship().link(account, student, "")
 
     assert link.relationship == "Self"
 
 
 def test_linking_the_same_student_twice_keeps_one_link(make_account, make_student):
     parent, student = make_account(), make_student()
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
 
     guardianship.link(parent, student, "Father")
     guardianship.link(parent, student, "father")
@@ -79,7 +79,7 @@ def test_linked_students_are_ordered_by_first_name_then_last_name_then_id(make_a
         make_student(sis_id="S1", first_name="Adam", last_name="Okafor"),
         make_student(sis_id="S4", first_name="Maya", last_name="Chen"),
     ]
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
     for student in students:
         guardianship.link(parent, student, "Guardian")
     db.session.commit()
@@ -99,7 +99,7 @@ def test_linked_students_are_ordered_by_first_name_then_last_name_then_id(make_a
 def test_linked_students_are_those_of_the_account_only(make_account, make_student):
     dana, pat = make_account(), make_account()
     zoe, leo = make_student(first_name="Zoe"), make_student(first_name="Leo")
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
     guardianship.link(dana, zoe, "Mother")
     guardianship.link(pat, leo, "Father")
     guardianship.link(pat, zoe, "Stepparent")
@@ -145,9 +145,9 @@ def test_access_password_is_stored_as_argon2id(make_student):
     student = make_student(access_password="orchid-42")
 
     assert student.access_password_hash.startswith("$argon2id$")
-    assert runtime().hasher.verify(student.access_password_hash, "orchid-42")
+    assert services().hasher.verify(student.access_password_hash, "orchid-42")
 
 
 def test_unknown_student_id_raises_unknown_student(app):
     with pytest.raises(UnknownStudent):
-        runtime().guardianship().student_by_sis_id("nope")
+        services().guardianship().student_by_sis_id("nope")

@@ -9,12 +9,15 @@ import pytest
 from flask import Flask
 
 from idp.accounts.devices import TrustedDevice
-from idp.accounts.lockout import LockedOut, Lockout, LockoutKeys, MemoryLockoutStore
+from idp.accounts.lockout import LockedOut, Lockout
 from idp.accounts.models import Account
 from idp.accounts.service import AccountService, InvalidCredentials, SignInContext
+from idp.clock import FrozenClock
+from idp.counters.memory import MemoryCounters
+from idp.counters.store import Keys
 from idp.extensions import db
 from idp.policy import LockoutPolicy
-from idp.runtime import runtime
+from idp.web.context import services
 from tests.conftest import PASSWORD
 from tests.integration.helpers import audit_names
 from tests.integration.test_authentication import CountingHasher
@@ -25,13 +28,13 @@ POLICY = LockoutPolicy(threshold=3, duration=timedelta(minutes=5))
 
 @pytest.fixture
 def hasher(app: Flask) -> CountingHasher:
-    return CountingHasher(runtime().hasher)
+    return CountingHasher(services().hasher)
 
 
 @pytest.fixture
-def service(hasher: CountingHasher) -> AccountService:
-    lockout = Lockout(MemoryLockoutStore(), POLICY, LockoutKeys.derive("idp:", "secret"))
-    return AccountService(db.session, hasher=hasher, clock=runtime().clock, lockout=lockout)  # type: ignore[arg-type]
+def service(hasher: CountingHasher, clock: FrozenClock) -> AccountService:
+    lockout = Lockout(MemoryCounters(clock), Keys.derive("idp:", "secret"), POLICY)
+    return AccountService(db.session, hasher=hasher, clock=clock, lockout=lockout)  # type: ignore[arg-type]
 
 
 def test_locked_username_is_refused_before_any_argon2_run(
@@ -84,3 +87,19 @@ def test_unlock_lifts_the_lock_and_is_audited(
     assert service.unlock(" Dana ") is True
     assert service.authenticate("dana", PASSWORD, HOME).username == "dana"
     assert "account.unlocked" in audit_names()
+
+
+def test_the_lock_ends_after_its_duration(
+    service: AccountService, hasher: CountingHasher, clock: FrozenClock, make_account: Callable[..., Account]
+) -> None:
+    make_account(username="dana")
+    for _ in range(3):
+        with pytest.raises(InvalidCredentials):
+            service.authenticate("dana", "wrong", HOME)
+    clock.advance(timedelta(minutes=4, seconds=59))
+    with pytest.raises(LockedOut) as locked:
+        service.authenticate("dana", PASSWORD, HOME)
+    assert locked.value.minutes == 1
+    clock.advance(timedelta(seconds=1))
+    assert service.authenticate("dana", PASSWORD, HOME).username == "dana"
+    assert hasher.calls == ["verify"] * 4

@@ -25,14 +25,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask import Flask
 from sqlalchemy import select
 
-from idp.accounts import wiring
 from idp.accounts.models import Account
 from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.extensions import db
-from idp.mail.delivery import MAX_ATTEMPTS, SMTPTransport, backoff, deliver_due
+from idp.mail.delivery import MAX_ATTEMPTS, SMTPTransport, deliver_due
 from idp.mail.models import OutboundEmail
 from idp.mail.outbox import Outbox
+from idp.policy import MAIL_RETRIES
+from idp.web.context import services
 from tests.conftest import settings_for_tests
 
 # Percent-encoded in the URL, as IDP_SMTP_URL wants them: a space, "@", ":", "/" and "%".
@@ -318,7 +319,7 @@ def test_mail_queued_during_an_smtp_outage_is_delivered_once_when_the_server_ret
     smtp_port: int,
 ):
     account = make_account(username="dana.rivera", email="dana@example.org", first_name="Dana")
-    assert wiring.notifier().send(account, "password_changed")
+    assert services().notifier().send(account, "password_changed")
     db.session.commit()
 
     # The server is down: every attempt fails, the row stays, and the waits grow 1, 2, 4 minutes.
@@ -418,7 +419,7 @@ def test_a_mail_out_of_attempts_stays_in_the_outbox_and_is_no_longer_tried(
 
 
 def test_the_retries_span_about_a_day():
-    waits = [backoff(attempts) for attempts in range(1, MAX_ATTEMPTS)]
+    waits = [MAIL_RETRIES.wait(attempts) for attempts in range(1, MAX_ATTEMPTS)]
 
     assert waits[:7] == [timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32, 60)]
     assert timedelta(hours=23) < sum(waits, timedelta()) < timedelta(hours=26)

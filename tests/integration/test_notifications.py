@@ -9,7 +9,6 @@ import pytest
 from flask import current_app
 from sqlalchemy import select
 
-from idp.accounts import wiring
 from idp.accounts.models import Account
 from idp.accounts.preferences import ChangeRefused, PreferencesService
 from idp.accounts.registration import StudentEntry
@@ -20,32 +19,32 @@ from idp.mail.compose import Composed, TemplateComposer, UnknownMessageKind
 from idp.mail.models import OutboundEmail
 from idp.mail.notifications import Notifier
 from idp.mail.outbox import Outbox
-from idp.runtime import runtime
 from idp.students.models import Student
+from idp.web.context import services
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "lantern-orchard-velvet-93"
 
 
 def preferences() -> PreferencesService:
-    """The service as ``wiring.preferences`` builds it, with a verification link that needs no request."""
-    rt = runtime()
-    options = wiring.district_options()
+    """The service as ``Services.preferences`` builds it, with a verification link that needs no request."""
+    rt = services()
+    options = services().district_options().current()
     return PreferencesService(
         db.session,
         accounts=rt.accounts(),
-        policies=wiring.password_policies(),
-        registration=wiring.registration(options),
+        policies=services().password_policies(),
+        registration=services().registration(options),
         guardianship=rt.guardianship(),
         verification=EmailVerification(
             db.session,
             secret_key=current_app.config["SECRET_KEY"],
             clock=rt.clock,
-            outbox=wiring.outbox(),
+            outbox=services().outbox(),
             composer=TemplateComposer(),
             link=lambda token: f"http://localhost/verify/{token}",
         ),
-        notifier=wiring.notifier(),
+        notifier=services().notifier(),
         options=options,
     )
 
@@ -154,7 +153,7 @@ def test_test_accounts_are_sent_no_mail(dana: Account, zoe: Student):
     db.session.commit()
 
     assert mails() == []
-    assert wiring.notifier().send(dana, "password_changed") is False
+    assert services().notifier().send(dana, "password_changed") is False
 
 
 def test_html_bodies_escape_what_users_typed(make_account: Callable[..., Account], make_student):
@@ -259,7 +258,7 @@ def test_an_unknown_kind_is_refused(dana: Account):
 # --- the notifier ------------------------------------------------------------------------
 def test_the_notifier_queues_the_composed_words_to_the_given_address_and_purpose(dana: Account):
     notifier = Notifier(
-        db.session, outbox=Outbox(db.session, clock=runtime().clock), composer=TemplateComposer()
+        db.session, outbox=Outbox(db.session, clock=services().clock), composer=TemplateComposer()
     )
     values = {"old_email": "old@example.org", "new_email": "dana@example.org"}
 

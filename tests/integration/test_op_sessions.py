@@ -8,23 +8,23 @@ from sqlalchemy import select
 
 from idp.accounts.models import OPSession
 from idp.extensions import db
-from idp.runtime import runtime
 from idp.tokens import secret_hash
+from idp.web.context import services
 
 
 def test_session_is_found_by_its_cookie_and_stored_only_as_a_hash(app, make_account):
     account = make_account()
-    started = runtime().sessions().start(account, ip_address="203.0.113.9", user_agent="pytest")
+    started = services().sessions().start(account, ip_address="203.0.113.9", user_agent="pytest")
     db.session.commit()
     row = db.session.execute(select(OPSession)).scalar_one()
     assert row.token_hash == secret_hash(started.cookie_value)
     assert started.cookie_value not in (row.token_hash, row.id)
-    assert runtime().sessions().find(started.cookie_value).account_id == account.id
-    assert runtime().sessions().find(started.cookie_value + "x") is None
+    assert services().sessions().find(started.cookie_value).account_id == account.id
+    assert services().sessions().find(started.cookie_value + "x") is None
 
 
 def test_idle_session_ends_after_idle_timeout(app, make_account, clock, settings):
-    sessions = runtime().sessions()
+    sessions = services().sessions()
     started = sessions.start(make_account(), ip_address=None, user_agent=None)
     db.session.commit()
     clock.advance(timedelta(seconds=settings.session_idle_seconds - 5))
@@ -41,7 +41,7 @@ def test_idle_session_ends_after_idle_timeout(app, make_account, clock, settings
 
 
 def test_the_sweep_ends_only_timed_out_sessions(app, make_account, make_client, clock, settings):
-    sessions = runtime().sessions()
+    sessions = services().sessions()
     idle = sessions.start(make_account(), ip_address=None, user_agent=None)
     portal = make_client()
     sessions.remember_client(idle.id, portal.client_id)
@@ -59,7 +59,7 @@ def test_the_sweep_ends_only_timed_out_sessions(app, make_account, make_client, 
 
 
 def test_signing_in_over_a_timed_out_session_starts_afresh(app, make_account, clock, settings):
-    sessions = runtime().sessions()
+    sessions = services().sessions()
     account = make_account()
     old = sessions.start(account, ip_address=None, user_agent=None)
     db.session.commit()
@@ -71,7 +71,7 @@ def test_signing_in_over_a_timed_out_session_starts_afresh(app, make_account, cl
 
 
 def test_busy_session_still_ends_at_absolute_timeout(app, make_account, clock, settings):
-    sessions = runtime().sessions()
+    sessions = services().sessions()
     started = sessions.start(make_account(), ip_address=None, user_agent=None)
     db.session.commit()
     step = timedelta(seconds=settings.session_idle_seconds // 2)
@@ -86,7 +86,7 @@ def test_busy_session_still_ends_at_absolute_timeout(app, make_account, clock, s
 
 
 def test_ended_session_is_not_found(app, make_account):
-    sessions = runtime().sessions()
+    sessions = services().sessions()
     started = sessions.start(make_account(), ip_address=None, user_agent=None)
     db.session.commit()
     sessions.end(started.cookie_value)

@@ -18,11 +18,10 @@ from idp.accounts.recovery import (
     UsernameMismatch,
 )
 from idp.accounts.recovery_models import RecoveryRequest, RecoveryToken
-from idp.accounts.service import SignInContext
-from idp.accounts.wiring import recovery
 from idp.clock import FrozenClock
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
+from idp.web.context import services
 
 NEW = "an entirely new passphrase"
 
@@ -53,13 +52,12 @@ def reset(service: RecoveryService, token: str, username: str, new: str = NEW, c
         new=new,
         confirm=new if confirm is None else confirm,
         context_words=[username],
-        context=SignInContext(ip_address="203.0.113.9"),
     )
 
 
 def test_asking_writes_one_request_and_looks_nothing_up(app: Flask, make_account):
     account = make_account()
-    service = recovery()
+    service = services().recovery()
 
     service.ask_for_password_reset(account.username, account.email)
     service.ask_for_password_reset("nobody", "nobody@example.org")
@@ -72,7 +70,7 @@ def test_asking_writes_one_request_and_looks_nothing_up(app: Flask, make_account
 
 def test_the_worker_answers_only_a_matching_pair(app: Flask, make_account):
     account = make_account(email="Dana@Example.org")
-    service = recovery()
+    service = services().recovery()
     service.ask_for_password_reset(account.username.upper(), " dana@example.ORG ")
     service.ask_for_password_reset(account.username, "someone@example.org")
     db.session.commit()
@@ -83,7 +81,7 @@ def test_the_worker_answers_only_a_matching_pair(app: Flask, make_account):
 
 def test_a_token_is_good_once_for_its_life(app: Flask, make_account, clock: FrozenClock):
     account = make_account()
-    service = recovery()
+    service = services().recovery()
     token = mailed_token(service, account.username, account.email)
 
     done = reset(service, token, account.username)
@@ -93,7 +91,7 @@ def test_a_token_is_good_once_for_its_life(app: Flask, make_account, clock: Froz
     with pytest.raises(InvalidRecoveryLink):
         service.open(token)
     clock.advance(timedelta(seconds=1))
-    later = mailed_token(recovery(), account.username, account.email)
+    later = mailed_token(services().recovery(), account.username, account.email)
     clock.advance(timedelta(minutes=31))
     with pytest.raises(RecoveryLinkExpired):
         service.open(later)
@@ -102,7 +100,7 @@ def test_a_token_is_good_once_for_its_life(app: Flask, make_account, clock: Froz
 def test_refusals_leave_the_token_usable(app: Flask, make_account):
     account = make_account()
     other = make_account()
-    service = recovery()
+    service = services().recovery()
     token = mailed_token(service, account.username, account.email)
 
     with pytest.raises(UsernameMismatch):
@@ -118,7 +116,7 @@ def test_refusals_leave_the_token_usable(app: Flask, make_account):
 @pytest.mark.commits
 def test_two_submits_of_one_link_at_once_change_the_password_once(app: Flask, make_account):
     account = make_account()
-    token = mailed_token(recovery(), account.username, account.email)
+    token = mailed_token(services().recovery(), account.username, account.email)
     username = account.username
     db.session.commit()
     start = threading.Barrier(2)
@@ -126,7 +124,7 @@ def test_two_submits_of_one_link_at_once_change_the_password_once(app: Flask, ma
 
     def submit(new: str) -> None:
         with app.app_context():
-            service = recovery()
+            service = services().recovery()
             start.wait()
             try:
                 reset(service, token, username, new=new)

@@ -12,7 +12,6 @@ from flask import current_app
 from sqlalchemy import select
 
 from idp.accounts.district import DistrictOptions
-from idp.accounts.lockout import LockoutStore, MemoryLockoutStore
 from idp.accounts.models import Account, AccountStatus
 from idp.accounts.password_policy import PasswordPolicyService, Violation
 from idp.accounts.registration import (
@@ -30,20 +29,23 @@ from idp.accounts.verification import (
 )
 from idp.audit import AuditEvent
 from idp.clock import FrozenClock
+from idp.counters.memory import MemoryCounters
+from idp.counters.store import CounterStore
 from idp.extensions import db
 from idp.mail.compose import TemplateComposer
 from idp.mail.models import OutboundEmail
 from idp.mail.outbox import Outbox
-from idp.runtime import runtime
-from idp.students.access import AccessDenied, AccessPolicy, StudentAccess
+from idp.policy import AccessPolicy
+from idp.students.access import AccessDenied, StudentAccess
 from idp.students.models import GuardianLink, Student
+from idp.web.context import services
 from tests.integration.helpers import count
 
 PASSWORD = "lantern-orchard-velvet-93"
 
 
 def verification_service() -> EmailVerification:
-    rt = runtime()
+    rt = services()
     return EmailVerification(
         db.session,
         secret_key=current_app.config["SECRET_KEY"],
@@ -54,22 +56,27 @@ def verification_service() -> EmailVerification:
     )
 
 
-def access_service(store: LockoutStore | None = None, **settings: Any) -> StudentAccess:
-    rt = runtime()
-    assert rt.lockout is not None
+def access_service(counters: CounterStore | None = None, **settings: Any) -> StudentAccess:
+    """The app's Access ID checks, on ``counters`` (the app's Redis counters by default)."""
+    rt = services()
     return StudentAccess(
         db.session,
         hasher=rt.hasher,
-        store=store or rt.lockout.store,
+        counters=rt.counters.store if counters is None else counters,
+        keys=rt.counters.keys,
         policy=AccessPolicy.from_settings(replace(rt.settings, **settings)),
-        keys=rt.lockout.keys,
     )
+
+
+def memory_counters() -> MemoryCounters:
+    """Counters of this test alone, on the app's frozen clock."""
+    return MemoryCounters(services().clock)
 
 
 def registration_service(
     access: StudentAccess | None = None, options: DistrictOptions | None = None
 ) -> RegistrationService:
-    rt = runtime()
+    rt = services()
     return RegistrationService(
         db.session,
         accounts=rt.accounts(),
@@ -135,14 +142,14 @@ def test_registration_creates_a_pending_account_linked_to_both_students(zoe, ada
 
     assert account.status is AccountStatus.PENDING
     assert account.email_verified_at is None
-    linked = runtime().guardianship().linked_students(account)
+    linked = services().guardianship().linked_students(account)
     # The names come from the records, whatever was typed.
     assert [(s.first_name, s.last_name, r) for s, r in linked] == [
         ("Adam", "Rivera", "Father"),
         ("Zoe", "Rivera", "Mother"),
     ]
     assert account.primary_student_id == zoe.id  # the first student linked
-    assert runtime().hasher.verify(account.password_hash, PASSWORD)
+    assert services().hasher.verify(account.password_hash, PASSWORD)
 
 
 def test_registration_queues_a_verification_link_that_confirms_the_account(zoe):
@@ -248,8 +255,7 @@ def test_unknown_access_id_costs_one_argon2_verification_like_a_wrong_password(z
 
 
 def test_fifth_failure_pauses_the_access_id_even_for_the_right_password(zoe, clock: FrozenClock):
-    store = MemoryLockoutStore(monotonic=lambda: clock.now().timestamp())
-    service = registration_service(access_service(store))
+    service = registration_service(access_service(MemoryCounters(clock)))
     for _ in range(5):
         assert refused(service, form(entry("ZR-1", "guess"))).problems.rows[0].problem is Problem.ROW_ACCESS
 
@@ -267,20 +273,18 @@ def test_fifth_failure_pauses_the_access_id_even_for_the_right_password(zoe, clo
 
 
 def test_pause_is_bounded_then_the_family_can_link(zoe, clock: FrozenClock):
-    store = MemoryLockoutStore(monotonic=lambda: clock.now().timestamp())
-    service = registration_service(access_service(store))
+    service = registration_service(access_service(MemoryCounters(clock)))
     for _ in range(5):
         refused(service, form(entry("ZR-1", "guess")))
     clock.advance(timedelta(seconds=900))
 
     account = service.register(form(entry("ZR-1", "orchid-42")))
 
-    assert runtime().guardianship().linked_students(account)[0][0].id == zoe.id
+    assert services().guardianship().linked_students(account)[0][0].id == zoe.id
 
 
 def test_unknown_access_ids_pause_alike_so_the_pause_reveals_nothing(app, clock: FrozenClock):
-    store = MemoryLockoutStore(monotonic=lambda: clock.now().timestamp())
-    service = registration_service(access_service(store))
+    service = registration_service(access_service(MemoryCounters(clock)))
     for _ in range(5):
         refused(service, form(entry("NO-SUCH-ID", "guess")))
 
@@ -297,7 +301,7 @@ def test_access_id_pause_is_shared_through_redis(zoe):
 
 
 def test_right_password_resets_the_access_id_count(zoe, adam):
-    service = registration_service(access_service(MemoryLockoutStore()))
+    service = registration_service(access_service(memory_counters()))
     for _ in range(4):
         refused(service, form(entry("ZR-1", "guess")))
     service.register(form(entry("ZR-1", "orchid-42")))
@@ -309,7 +313,7 @@ def test_right_password_resets_the_access_id_count(zoe, adam):
 
 
 def test_checks_from_one_ip_are_limited_whatever_the_access_id(zoe, adam):
-    service = registration_service(access_service(MemoryLockoutStore(), rate_limit_register="3/hour"))
+    service = registration_service(access_service(memory_counters(), rate_limit_register="3/hour"))
     refused(service, form(entry("A-1", "x"), entry("A-2", "x"), entry("A-3", "x")))
 
     problems = refused(service, form(entry("ZR-1", "orchid-42"))).problems
@@ -344,7 +348,7 @@ def test_relationship_must_be_one_of_the_districts(zoe):
         Problem.ROW_RELATIONSHIP
     )
     account = service.register(form(entry("ZR-1", "orchid-42", "aunt")))
-    assert runtime().guardianship().linked_students(account)[0][1] == "Aunt"
+    assert services().guardianship().linked_students(account)[0][1] == "Aunt"
 
 
 def test_many_guardians_link_the_same_student_with_their_own_accounts(zoe, adam):
@@ -360,7 +364,7 @@ def test_many_guardians_link_the_same_student_with_their_own_accounts(zoe, adam)
     )
     db.session.commit()
 
-    guardianship = runtime().guardianship()
+    guardianship = services().guardianship()
     assert [(s.first_name, r) for s, r in guardianship.linked_students(mother)] == [("Zoe", "Mother")]
     assert [(s.first_name, r) for s, r in guardianship.linked_students(father)] == [
         ("Adam", "Father"),
@@ -397,7 +401,7 @@ def test_email_is_normalised_by_email_validator(zoe):
 
 
 def test_the_strictest_school_policy_applies_at_registration(zoe, adam):
-    policies = PasswordPolicyService(db.session, hasher=runtime().hasher, clock=runtime().clock)
+    policies = PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock)
     policies.set_policy("LES", min_length=8, require_upper_lower=True)
     policies.set_policy("WMS", min_length=10, require_special=True)
     db.session.commit()
@@ -418,7 +422,7 @@ def test_the_strictest_school_policy_applies_at_registration(zoe, adam):
 
 
 def test_a_school_without_its_own_policy_takes_the_districts(zoe, adam):
-    policies = PasswordPolicyService(db.session, hasher=runtime().hasher, clock=runtime().clock)
+    policies = PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock)
     policies.set_policy("LES", min_length=8)
     db.session.commit()
 

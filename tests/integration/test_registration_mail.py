@@ -19,7 +19,7 @@ from idp.extensions import db
 from idp.mail.delivery import FileTransport, SMTPTransport, deliver_due, transport_for
 from idp.mail.models import OutboundEmail
 from idp.mail.outbox import Outbox
-from idp.runtime import runtime
+from idp.web.context import services
 
 
 class Inbox:
@@ -51,7 +51,7 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 
 def queue(subject: str = "Verify your email address") -> OutboundEmail:
-    row = Outbox(db.session, clock=runtime().clock).queue(
+    row = Outbox(db.session, clock=services().clock).queue(
         to="dana@example.org",
         subject=subject,
         body="Open http://localhost/verify/abc",
@@ -66,11 +66,11 @@ def test_due_mail_reaches_a_real_smtp_server_once(app, smtp_server):
     queue()
     transport = transport_for(f"smtp://127.0.0.1:{port}", Path("/nonexistent"))
 
-    assert deliver_due(db.session, transport, sender="no-reply@district.example", clock=runtime().clock) == (
+    assert deliver_due(db.session, transport, sender="no-reply@district.example", clock=services().clock) == (
         1,
         0,
     )
-    assert deliver_due(db.session, transport, sender="no-reply@district.example", clock=runtime().clock) == (
+    assert deliver_due(db.session, transport, sender="no-reply@district.example", clock=services().clock) == (
         0,
         0,
     )
@@ -100,7 +100,7 @@ def test_file_transport_writes_one_eml_per_message(app, tmp_path: Path):
     queue("first")
     queue("second")
 
-    sent = deliver_due(db.session, FileTransport(tmp_path), sender="x@example.org", clock=runtime().clock)
+    sent = deliver_due(db.session, FileTransport(tmp_path), sender="x@example.org", clock=services().clock)
 
     assert sent == (2, 0)
     subjects = sorted(

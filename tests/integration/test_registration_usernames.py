@@ -10,7 +10,7 @@ from idp.accounts.registration import Problem, Problems, check_username
 from idp.accounts.service import UsernameTaken
 from idp.accounts.skeleton import confusable_skeleton
 from idp.extensions import db
-from idp.runtime import runtime
+from idp.web.context import services
 
 LOOK_ALIKES = [
     ("john", "j\u043ehn"),  # Cyrillic о
@@ -47,7 +47,7 @@ def test_the_registration_check_reports_a_look_alike_as_taken(make_account, firs
     make_account(username=first)
     problems = Problems()
 
-    check_username(problems, "username", second, runtime().accounts())
+    check_username(problems, "username", second, services().accounts())
 
     assert problems.fields == {"username": [Problem.USERNAME_TAKEN]}
 
@@ -56,7 +56,7 @@ def test_an_account_may_keep_its_own_username_in_another_case(make_account):
     account = make_account(username="dana")
     problems = Problems()
 
-    check_username(problems, "username", "DANA", runtime().accounts(), except_account_id=account.id)
+    check_username(problems, "username", "DANA", services().accounts(), except_account_id=account.id)
 
     assert not problems
 
@@ -96,7 +96,7 @@ def test_the_database_refuses_two_rows_with_one_skeleton(make_account):
 def test_usernames_someone_chooses_must_be_plain(app, typed, problem):
     problems = Problems()
 
-    check_username(problems, "username", typed, runtime().accounts())
+    check_username(problems, "username", typed, services().accounts())
 
     assert problems.fields == {"username": [problem]}
 
@@ -105,6 +105,6 @@ def test_usernames_someone_chooses_must_be_plain(app, typed, problem):
 def test_letters_of_any_script_and_a_little_punctuation_are_allowed(app, typed):
     problems = Problems()
 
-    check_username(problems, "username", typed, runtime().accounts())
+    check_username(problems, "username", typed, services().accounts())
 
     assert not problems

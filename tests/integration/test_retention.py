@@ -1,4 +1,4 @@
-"""Pruning (idp.retention) on both databases: each kind of row goes a retention time after it
+"""Pruning (idp.worker.retention) on both databases: each kind of row goes a retention time after it
 stopped being usable, not a second before, and what is still in use is never touched."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from idp.extensions import db
 from idp.mail.delivery import MAX_ATTEMPTS
 from idp.mail.models import OutboundEmail
 from idp.oauth.models import AuthorizationCode, AuthorizationRequest, RefreshToken, RefreshTokenFamily
-from idp.retention import Pruned, Schedule, prune
-from idp.runtime import runtime
+from idp.web.context import services
+from idp.worker.retention import Pruned, Schedule, prune
 from tests.conftest import RegisteredTestClient
 
 KEEP = timedelta(days=30)
@@ -211,7 +211,7 @@ def test_the_schedule_is_due_at_once_then_every_interval(clock: FrozenClock):
 def test_the_mail_worker_prunes_with_the_configured_retention(
     app: Flask, ids: tuple[str, str], clock: FrozenClock
 ):
-    runtime().settings = replace(runtime().settings, retention_seconds=3600)
+    services().settings = replace(services().settings, retention_seconds=3600)
     add(code(ids, clock.now() - timedelta(hours=2)), code(ids, clock.now()))
 
     result = app.test_cli_runner().invoke(args=["mail", "worker", "--once"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from idp.clock import FrozenClock
 from idp.db import new_id
 from idp.extensions import db
-from idp.oauth.families import RefreshTokenRejected, RefreshTokenReused, TokenFamilyService
+from idp.oauth.families import RefreshTokenRejected, RefreshTokenReused, TokenFamilyService, new_refresh_token
+from idp.oauth.models import AuthorizationCode
 from idp.policy import TokenPolicy
+from idp.tokens import secret_hash
 from tests.integration.helpers import audit_names
 
 
@@ -24,26 +27,51 @@ def owner(make_account, make_client):
     return make_account(), make_client(scope="openid offline_access")
 
 
-def start(families: TokenFamilyService, owner, clock: FrozenClock, *, offline: bool = True):
+@dataclass(frozen=True)
+class Started:
+    family_id: str
+    refresh_token: str | None
+    code: AuthorizationCode
+
+
+def redeemed_code(owner, clock: FrozenClock, scope: str = "openid offline_access") -> AuthorizationCode:
     account, portal = owner
-    started = families.start(
-        family_id=new_id(),
+    now = clock.now()
+    code = AuthorizationCode(
+        code_hash=secret_hash(new_id()),
         client_id=portal.client_id,
         account_id=account.id,
-        authorization_code_id=new_id(),
+        redirect_uri="https://portal.example.test/callback",
+        scope=scope,
+        auth_time=now,
+        created_at=now,
+        expires_at=now + timedelta(minutes=1),
+        used_at=now,
         sid="sid-1",
-        scope="openid offline_access",
-        auth_time=clock.now(),
-        offline=offline,
     )
+    db.session.add(code)
+    db.session.flush()
+    return code
+
+
+def start(families: TokenFamilyService, owner, clock: FrozenClock, *, offline: bool = True) -> Started:
+    code = redeemed_code(owner, clock)
+    family_id, refresh_token = new_id(), new_refresh_token() if offline else None
+    families.start(family_id, code, refresh_token=refresh_token)
     db.session.commit()
-    return started
+    return Started(family_id, refresh_token, code)
+
+
+def next_token(families: TokenFamilyService, family) -> str:
+    value = new_refresh_token()
+    families.add_refresh_token(family, value)
+    return value
 
 
 def test_rotation_consumes_the_token_once(families, owner, clock):
     started = start(families, owner, clock)
     found = families.rotate(started.refresh_token, client_id=owner[1].client_id)
-    following = families.issue_next(found.family)
+    following = next_token(families, found.family)
     db.session.commit()
     assert following != started.refresh_token
     assert families.find(started.refresh_token).token.rotated_at == clock.now()
@@ -53,7 +81,7 @@ def test_rotation_consumes_the_token_once(families, owner, clock):
 def test_a_rotated_token_presented_again_revokes_the_family(families, owner, clock):
     started = start(families, owner, clock)
     found = families.rotate(started.refresh_token, client_id=owner[1].client_id)
-    following = families.issue_next(found.family)
+    following = next_token(families, found.family)
     db.session.commit()
     with pytest.raises(RefreshTokenReused):
         families.rotate(started.refresh_token, client_id=owner[1].client_id)
@@ -87,23 +115,11 @@ def test_without_offline_access_the_family_lives_as_long_as_its_access_tokens(fa
     assert families.is_live(started.family_id)
 
 
-def test_revoking_for_a_code_ends_its_family(families, owner, clock):
-    account, portal = owner
-    code_id = new_id()
-    families.start(
-        family_id="f" * 32,
-        client_id=portal.client_id,
-        account_id=account.id,
-        authorization_code_id=code_id,
-        sid=None,
-        scope="openid",
-        auth_time=clock.now(),
-        offline=False,
-    )
-    db.session.commit()
-    families.revoke_for_code(code_id, reason="authorization_code_replayed")
-    db.session.commit()
-    assert not families.is_live("f" * 32)
+def test_a_replayed_code_ends_its_family(families, owner, clock):
+    started = start(families, owner, clock, offline=False)
+    families.refuse_replay(started.code)
+    assert not families.is_live(started.family_id)
+    assert audit_names()[-2:] == ["authorization_code.replayed", "refresh_token_family.revoked"]
     assert not families.is_live("no-such-family")
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from joserfc.errors import InvalidKeyIdError
 
-from idp import keyring
 from idp.clock import FrozenClock, SystemClock
 from idp.config import Settings
-from idp.keyring import MANIFEST, KeyRecord, KeyRing, read_manifest
+from idp.keys import ring, store
 from idp.keys import rotation as rotation_module
 from idp.keys.durations import InvalidDuration, describe, parse_duration
+from idp.keys.ring import KeyRing
 from idp.keys.rotation import (
     KeyChangeRefused,
     KeyRotation,
@@ -25,6 +25,7 @@ from idp.keys.rotation import (
     NextKeyTooYoung,
     UnknownKey,
 )
+from idp.keys.store import MANIFEST, KeyRecord, read_manifest
 
 TIMINGS = KeyTimings(
     jwks_max_age=timedelta(minutes=5),
@@ -39,7 +40,7 @@ GRACE = timedelta(minutes=15, seconds=2)
 def keys_dir(tmp_path: Path, clock: FrozenClock) -> Path:
     """A first key set: an active and a next key per algorithm, all made now."""
     folder = tmp_path / "keys"
-    keyring.ensure_key_set(folder, clock=clock, passphrase=None)
+    store.ensure_key_set(folder, clock=clock, passphrase=None)
     return folder
 
 
@@ -58,7 +59,7 @@ def states(keys_dir: Path) -> dict[str, str]:
 
 
 def snapshot(keys_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in keys_dir.iterdir() if p.name != keyring.LOCK_FILE}
+    return {p.name: p.read_bytes() for p in keys_dir.iterdir() if p.name != store.LOCK_FILE}
 
 
 # --- timings -------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_forced_rotation_without_a_next_key_makes_a_key_that_signs_at_once(keys,
 
 
 def test_es256_can_be_added_to_a_set_without_it(tmp_path, clock):
-    keyring.ensure_key_set(tmp_path, clock=clock, passphrase=None, algorithms=["RS256"])
+    store.ensure_key_set(tmp_path, clock=clock, passphrase=None, algorithms=["RS256"])
     keys = KeyRotation(tmp_path, clock=clock, timings=TIMINGS)
 
     keys.rotate(["ES256"])
@@ -243,7 +244,7 @@ def test_unsupported_algorithm_is_refused(keys):
 
 def write_only_active_keys(keys_dir: Path) -> None:
     records = read_manifest(keys_dir)
-    keyring.write_manifest(keys_dir, [r for r in records if r.state == "active"])
+    store.write_manifest(keys_dir, [r for r in records if r.state == "active"])
     for record in records:
         if record.state == "next":
             (keys_dir / record.file).unlink()
@@ -389,7 +390,7 @@ def test_prune_starts_the_grace_time_of_a_retired_key_without_a_retirement_time(
     records = read_manifest(keys_dir)
     upcoming = key(keys_dir, "ES256", "next")
     # A hand-made or old manifest: retired, but since when is unknown.
-    keyring.write_manifest(
+    store.write_manifest(
         keys_dir,
         [KeyRecord(r.kid, r.alg, "retired", r.created_at, r.file) if r == upcoming else r for r in records],
     )
@@ -428,7 +429,7 @@ def test_failed_manifest_write_leaves_the_set_and_no_new_key_file(keys, keys_dir
 
 
 def test_new_keys_are_encrypted_with_the_passphrase(tmp_path, clock):
-    keyring.ensure_key_set(tmp_path, clock=clock, passphrase="pass phrase")
+    store.ensure_key_set(tmp_path, clock=clock, passphrase="pass phrase")
     keys = KeyRotation(tmp_path, clock=clock, timings=TIMINGS, passphrase="pass phrase")
     clock.advance(LEAD)
 
@@ -436,7 +437,7 @@ def test_new_keys_are_encrypted_with_the_passphrase(tmp_path, clock):
 
     for record in read_manifest(tmp_path):
         assert b"ENCRYPTED" in (tmp_path / record.file).read_bytes()
-    assert len(keyring.load_key_set(tmp_path, "pass phrase").private) == 6
+    assert len(ring.load_key_set(tmp_path, "pass phrase").private) == 6
 
 
 def test_manifest_changed_on_disk_is_read_again_before_each_change(keys, keys_dir, clock):

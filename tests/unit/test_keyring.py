@@ -15,10 +15,11 @@ from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import RSAKey
 
-from idp import keyring
 from idp.clock import FrozenClock, SystemClock
-from idp.keyring import MANIFEST, KeyRing, KeySetError, ensure_key_set, load_key_set, write_manifest
+from idp.keys import ring as ring_module
+from idp.keys.ring import KeyRing, load_key_set
 from idp.keys.rotation import KeyRotation, KeyTimings
+from idp.keys.store import MANIFEST, KeyRecord, KeySetError, ensure_key_set, write_manifest
 
 LOCK_FILE = ".keys.lock"
 FIRST_SET = [("ES256", "active"), ("ES256", "next"), ("RS256", "active"), ("RS256", "next")]
@@ -247,7 +248,7 @@ def rotate_rs256_in_child(keys_dir: str) -> None:
 
 def test_manifest_rewritten_by_another_process_is_picked_up_after_check_seconds(tmp_path, monkeypatch):
     now = [1_000.0]  # the ring's monotonic clock, moved by hand
-    monkeypatch.setattr(keyring, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(ring_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     ring = KeyRing(tmp_path, clock=FrozenClock(), check_seconds=2)
     old_kid = next(r.kid for r in ring.records() if r.alg == "RS256")
     old_token = ring.sign({"sub": "account-1"})  # looks at the manifest: checked at t=1000
@@ -313,7 +314,7 @@ def test_changed_manifest_that_cannot_be_loaded_leaves_the_previous_set_in_servi
     tmp_path, clock, monkeypatch, caplog
 ):
     now = [1_000.0]
-    monkeypatch.setattr(keyring, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(ring_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     ring = KeyRing(tmp_path, clock=clock, check_seconds=1)
     kid = kid_of(ring.sign({"sub": "x"}))
     good = (tmp_path / MANIFEST).read_text()
@@ -335,10 +336,10 @@ def test_key_file_pruned_while_the_manifest_is_read_is_read_again(tmp_path, cloc
     KeyRing(tmp_path, clock=clock)
     rotate_rs256_in_child(str(tmp_path))  # leaves a retired RS256 key
     retired = next(r for r in load_key_set(tmp_path, None).records if r.state == "retired")
-    original = keyring.read_manifest
+    original = ring_module.read_manifest
     calls = []
 
-    def read_then_prune(keys_dir: Path) -> tuple[keyring.KeyRecord, ...]:
+    def read_then_prune(keys_dir: Path) -> tuple[KeyRecord, ...]:
         records = original(keys_dir)
         if not calls:  # another process prunes right after our first read
             write_manifest(keys_dir, [r for r in records if r.kid != retired.kid])
@@ -346,7 +347,7 @@ def test_key_file_pruned_while_the_manifest_is_read_is_read_again(tmp_path, cloc
         calls.append(keys_dir)
         return records
 
-    monkeypatch.setattr(keyring, "read_manifest", read_then_prune)
+    monkeypatch.setattr(ring_module, "read_manifest", read_then_prune)
 
     loaded = load_key_set(tmp_path, None)
 

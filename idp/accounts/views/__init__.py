@@ -1,0 +1,1 @@
+"""The hosted account pages: sign-in, registration, Account Preferences, recovery, forced change."""

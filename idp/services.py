@@ -1,0 +1,232 @@
+"""The composition root: every collaborator built once per app, and the services built from them.
+
+``create_app`` builds one ``Services`` from the settings and keeps it on the app; a view asks it
+for the one service it calls (``services().accounts()``), the CLI and the worker likewise. Services
+are cheap objects over the request's database session; the costly parts (the key ring, the
+hasher, the counters, the mail templates) are made here once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from idp.accounts.change_ticket import ChangeTickets
+from idp.accounts.devices import DeviceCookies
+from idp.accounts.district import DistrictOptions, DistrictOptionsService
+from idp.accounts.hashing import BoundedPasswordHasher
+from idp.accounts.lockout import Lockout
+from idp.accounts.password_policy import PasswordPolicyService
+from idp.accounts.preferences import PreferencesService
+from idp.accounts.recovery import RecoveryService
+from idp.accounts.registration import RegistrationService
+from idp.accounts.service import AccountService
+from idp.accounts.sessions import SessionService
+from idp.accounts.signin import SignInService
+from idp.accounts.verification import EmailVerification
+from idp.clock import Clock
+from idp.config import Settings
+from idp.counters.connect import open_counters
+from idp.db import DbSession
+from idp.keys.ring import KeyRing
+from idp.keys.rotation import KeyRotation, KeyTimings, audited
+from idp.mail.compose import TemplateComposer
+from idp.mail.delivery import Transport, transport_for
+from idp.mail.notifications import Notifier
+from idp.mail.outbox import Outbox
+from idp.oauth.access import AccessTokens
+from idp.oauth.claims import ClaimsBuilder
+from idp.oauth.clients import ClientService
+from idp.oauth.codes import AuthorizationCodes
+from idp.oauth.consent import ConsentService
+from idp.oauth.families import TokenFamilyService
+from idp.oauth.id_tokens import IdTokens
+from idp.oauth.logout import BackchannelLogout
+from idp.oauth.pending import PendingRequests
+from idp.policy import (
+    AccessPolicy,
+    HashingPolicy,
+    LockoutPolicy,
+    RecoveryPolicy,
+    SessionPolicy,
+    TokenPolicy,
+)
+from idp.students.access import StudentAccess
+from idp.students.guardianship import GuardianshipService
+
+
+class Services:
+    def __init__(
+        self, settings: Settings, *, session: DbSession, clock: Clock, secret_key: str, instance_path: Path
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.clock = clock
+        self.secret_key = secret_key
+        self.issuer = settings.issuer
+        self.session_policy = SessionPolicy.from_settings(settings)
+        self.token_policy = TokenPolicy.from_settings(settings)
+        self.lockout_policy = LockoutPolicy.from_settings(settings)
+        self.hasher = BoundedPasswordHasher(HashingPolicy.from_settings(settings))
+        self.counters = open_counters(
+            settings.redis_url, prefix=settings.redis_key_prefix, secret_key=secret_key, clock=clock
+        )
+        self.lockout = Lockout(self.counters.store, self.counters.keys, self.lockout_policy)
+        self.keys = KeyRing(
+            settings.keys_dir,
+            clock=clock,
+            passphrase=settings.keys_passphrase,
+            check_seconds=settings.keys_check_seconds,
+        )
+        self.devices = DeviceCookies(secret_key, clock=clock, policy=self.lockout_policy)
+        self.mail_transport: Transport = transport_for(settings.smtp_url, instance_path)
+        self.composer = TemplateComposer(default_locale=settings.languages[0])
+
+    # --- accounts --------------------------------------------------------------------------
+    def accounts(self) -> AccountService:
+        return AccountService(
+            self.session,
+            hasher=self.hasher,
+            clock=self.clock,
+            lockout=self.lockout,
+            policies=self.password_policies(),
+        )
+
+    def signin(self) -> SignInService:
+        return SignInService(
+            self.session,
+            accounts=self.accounts(),
+            sessions=self.sessions(),
+            options=self.district_options(),
+            preferences=self.preferences,
+            tell_portals=self.backchannel().tell,
+        )
+
+    def sessions(self) -> SessionService:
+        return SessionService(self.session, clock=self.clock, policy=self.session_policy)
+
+    def change_tickets(self) -> ChangeTickets:
+        return ChangeTickets(self.session, secret_key=self.secret_key)
+
+    def password_policies(self) -> PasswordPolicyService:
+        return PasswordPolicyService(self.session, hasher=self.hasher, clock=self.clock)
+
+    def district_options(self) -> DistrictOptionsService:
+        return DistrictOptionsService(
+            self.session, defaults=DistrictOptions.from_settings(self.settings), clock=self.clock
+        )
+
+    def email_verification(self) -> EmailVerification:
+        return EmailVerification(
+            self.session,
+            secret_key=self.secret_key,
+            clock=self.clock,
+            outbox=self.outbox(),
+            composer=self.composer,
+            link=lambda token: f"{self.issuer}/verify/{token}",
+        )
+
+    def registration(self, options: DistrictOptions | None = None) -> RegistrationService:
+        return RegistrationService(
+            self.session,
+            accounts=self.accounts(),
+            guardianship=self.guardianship(),
+            access=self.student_access(),
+            policies=self.password_policies(),
+            verification=self.email_verification(),
+            options=options or self.district_options().current(),
+        )
+
+    def preferences(self, options: DistrictOptions | None = None) -> PreferencesService:
+        options = options or self.district_options().current()
+        return PreferencesService(
+            self.session,
+            accounts=self.accounts(),
+            policies=self.password_policies(),
+            registration=self.registration(options),
+            guardianship=self.guardianship(),
+            verification=self.email_verification(),
+            notifier=self.notifier(),
+            options=options,
+        )
+
+    def recovery(self) -> RecoveryService:
+        return RecoveryService(
+            self.session,
+            clock=self.clock,
+            policy=RecoveryPolicy.from_settings(self.settings),
+            accounts=self.accounts(),
+            policies=self.password_policies(),
+            sessions=self.sessions(),
+            families=self.families(),
+            notifier=self.notifier(),
+            outbox=self.outbox(),
+            link=lambda token: f"{self.issuer}/reset/{token}",
+            lockout=self.lockout,
+        )
+
+    # --- students --------------------------------------------------------------------------
+    def guardianship(self) -> GuardianshipService:
+        return GuardianshipService(self.session, hasher=self.hasher)
+
+    def student_access(self) -> StudentAccess:
+        return StudentAccess(
+            self.session,
+            hasher=self.hasher,
+            counters=self.counters.store,
+            keys=self.counters.keys,
+            policy=AccessPolicy.from_settings(self.settings),
+        )
+
+    # --- OAuth and OpenID Connect ----------------------------------------------------------
+    def clients(self) -> ClientService:
+        return ClientService(self.session)
+
+    def pending_requests(self) -> PendingRequests:
+        return PendingRequests(self.session, clock=self.clock, policy=self.token_policy)
+
+    def consents(self) -> ConsentService:
+        return ConsentService(self.session, clock=self.clock)
+
+    def codes(self) -> AuthorizationCodes:
+        return AuthorizationCodes(self.session, clock=self.clock, policy=self.token_policy)
+
+    def families(self) -> TokenFamilyService:
+        return TokenFamilyService(self.session, clock=self.clock, policy=self.token_policy)
+
+    def claims(self) -> ClaimsBuilder:
+        return ClaimsBuilder(self.session, guardianship=self.guardianship())
+
+    def id_tokens(self) -> IdTokens:
+        return IdTokens(
+            keys=self.keys,
+            claims=self.claims(),
+            issuer=self.issuer,
+            clock=self.clock,
+            policy=self.token_policy,
+        )
+
+    def access_tokens(self) -> AccessTokens:
+        return AccessTokens(
+            self.session, keys=self.keys, issuer=self.issuer, clock=self.clock, families=self.families()
+        )
+
+    def backchannel(self) -> BackchannelLogout:
+        return BackchannelLogout(
+            self.session, keys=self.keys, clock=self.clock, issuer=self.issuer, policy=self.token_policy
+        )
+
+    def key_rotation(self) -> KeyRotation:
+        return KeyRotation(
+            self.settings.keys_dir,
+            clock=self.clock,
+            timings=KeyTimings.from_settings(self.settings),
+            passphrase=self.settings.keys_passphrase,
+            record=audited(self.session, self.clock),
+        )
+
+    # --- mail ------------------------------------------------------------------------------
+    def outbox(self) -> Outbox:
+        return Outbox(self.session, clock=self.clock)
+
+    def notifier(self) -> Notifier:
+        return Notifier(self.session, outbox=self.outbox(), composer=self.composer)

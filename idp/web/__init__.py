@@ -1,0 +1,93 @@
+"""HTTP plumbing shared by every page: cookies, CSRF, languages, trusted proxies, security headers,
+error pages, rate limits, health and metrics."""
+
+from __future__ import annotations
+
+import flask_babel
+from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from idp.extensions import babel, csrf
+from idp.services import Services
+from idp.web.context import services
+
+UI_LOCALES_KEY = "idp.ui_locales"
+LANGUAGE_COOKIE = "idp_lang"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+
+def init_web(app: Flask, built: Services) -> None:
+    """Cookies scoped by host, CSRF on every form, Babel, the proxies we trust, security headers."""
+    settings = built.settings
+    secure = settings.uses_https
+    # Flask's signed cookie only carries the CSRF secret; the OP session is a server-side row.
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-idp_form" if secure else "idp_form",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=settings.max_form_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_form_bytes,
+        MAX_FORM_PARTS=100,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=secure,
+        BABEL_DEFAULT_LOCALE=settings.languages[0],
+    )
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.context_processor(lambda: {"languages": settings.languages, "current_locale": select_locale()})
+    app.after_request(_remember_language)
+    app.after_request(_security_headers)
+
+
+def select_locale() -> str:
+    languages = services().settings.languages
+    chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in languages:
+        return chosen
+    preferred: str = request.environ.get(UI_LOCALES_KEY, "")
+    for tag in preferred.split():
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in languages:
+                return candidate
+    return request.accept_languages.best_match(languages) or languages[0]
+
+
+def prefer_locales(ui_locales: str | None) -> None:
+    """Show this request's pages in the first of ``ui_locales`` we offer (OIDC Core 3.1.2.1).
+
+    An explicit choice (``?lang=``, the language cookie) still wins; Accept-Language comes after.
+    """
+    request.environ[UI_LOCALES_KEY] = ui_locales or ""
+    flask_babel.refresh()  # a locale looked up earlier in this request is cached
+
+
+def _remember_language(response: Response) -> Response:
+    # A choice made with the selector (?lang=) holds for the pages and posts that follow.
+    chosen = request.args.get("lang", "")
+    if chosen in services().settings.languages and chosen != request.cookies.get(LANGUAGE_COOKIE):
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            chosen,
+            max_age=LANGUAGE_COOKIE_AGE,
+            secure=services().settings.uses_https,
+            samesite="Lax",
+        )
+    return response
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self' http: https:",
+        )
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

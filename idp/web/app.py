@@ -1,0 +1,69 @@
+"""The Flask app's own parts: its configuration, the database, the services, the blueprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from idp.clock import Clock
+from idp.config import Settings, resolve_database_url, resolve_secret_key
+from idp.db import import_models, migrations_directory
+from idp.extensions import db, migrate
+from idp.oauth.scopes import SUPPORTED_SCOPES
+from idp.oauth.server import OAuthServer
+from idp.services import Services
+from idp.web.context import OAUTH_SERVER_KEY, SERVICES_KEY
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    instance = Path(app.instance_path)
+    app.config.update(
+        SECRET_KEY=resolve_secret_key(settings, instance),
+        SQLALCHEMY_DATABASE_URI=resolve_database_url(settings.database_url, instance),
+        # A pooled connection the server closed (a restart, an idle timeout) is replaced before use.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        JSON_SORT_KEYS=False,
+    )
+
+
+def init_db(app: Flask) -> None:
+    import_models()  # the metadata (and Alembic) sees every table
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(migrations_directory()))
+
+
+def init_services(app: Flask, settings: Settings, *, clock: Clock) -> Services:
+    services = Services(
+        settings,
+        session=db.session,
+        clock=clock,
+        secret_key=app.config["SECRET_KEY"],
+        instance_path=Path(app.instance_path),
+    )
+    app.extensions[SERVICES_KEY] = services
+    return services
+
+
+def init_oauth(app: Flask, services: Services) -> None:
+    app.config["OAUTH2_SCOPES_SUPPORTED"] = list(SUPPORTED_SCOPES)
+    server = OAuthServer(services)
+    server.init_app(app)
+    app.extensions[OAUTH_SERVER_KEY] = server
+
+
+def register_blueprints(app: Flask) -> None:
+    from idp.accounts.views import account, password_change, recovery, registration, signin
+    from idp.oauth.views import bp as oauth
+    from idp.web.health import bp as health
+
+    for blueprint in (
+        signin.bp,
+        registration.bp,
+        account.bp,
+        recovery.bp,
+        password_change.bp,
+        oauth,
+        health,
+    ):
+        app.register_blueprint(blueprint)
