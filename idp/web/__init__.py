@@ -32,6 +32,9 @@ def init_web(app: Flask, built: Services) -> None:
         MAX_FORM_PARTS=100,
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=secure,
+        # WTForms' own messages are never shown (the pages word every problem themselves), so
+        # Flask-WTF need not load WTForms' catalogue for each request.
+        WTF_I18N_ENABLED=False,
         BABEL_DEFAULT_LOCALE=settings.languages[0],
     )
     csrf.init_app(app)

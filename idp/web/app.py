@@ -18,11 +18,13 @@ from idp.web.context import OAUTH_SERVER_KEY, SERVICES_KEY
 
 def configure(app: Flask, settings: Settings) -> None:
     instance = Path(app.instance_path)
+    database_url = resolve_database_url(settings.database_url, instance)
     app.config.update(
         SECRET_KEY=resolve_secret_key(settings, instance),
-        SQLALCHEMY_DATABASE_URI=resolve_database_url(settings.database_url, instance),
-        # A pooled connection the server closed (a restart, an idle timeout) is replaced before use.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_DATABASE_URI=database_url,
+        # A pooled connection the server closed (a restart, an idle timeout) is replaced before
+        # use; a SQLite file has no server to close it.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not database_url.startswith("sqlite")},
         JSON_SORT_KEYS=False,
     )
 

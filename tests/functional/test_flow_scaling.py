@@ -1,0 +1,147 @@
+"""A flow's database work does not grow with the number of codes stored: every statement of it
+finds its rows through an index.
+
+Authlib asks three times per flow whether the client already has a code with the request's nonce
+(a replayed authentication request); codes are kept, used, until the retention time ends, so a
+check that scanned the client's codes would slow every flow as the table grows. On SQLite the
+test counts the virtual machine's instructions (the work of every statement, whatever the
+machine is doing); on PostgreSQL it runs each statement of the flow again under EXPLAIN ANALYZE
+and counts the rows it read only to throw away.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import event, insert
+
+from idp.accounts.models import Account
+from idp.clock import FrozenClock
+from idp.db import new_id
+from idp.extensions import db
+from idp.oauth.models import AuthorizationCode
+from idp.tokens import secret_hash
+from tests.conftest import AuthRequest, RegisteredTestClient
+from tests.functional.oidc import authorize_as, redeem
+
+FEW, MANY = 20, 4000
+
+
+@pytest.fixture
+def dana(make_account: Callable[..., Account]) -> Account:
+    return make_account(username="dana.rivera")
+
+
+@pytest.fixture
+def portal(make_client: Callable[..., RegisteredTestClient]) -> RegisteredTestClient:
+    return make_client()
+
+
+def one_flow(client: FlaskClient, portal: RegisteredTestClient) -> None:
+    """Authorize (the browser is signed in), redeem the code, as a portal does on every visit."""
+    auth = AuthRequest(portal.client_id)
+    code = authorize_as(client, auth, "dana.rivera")["code"]
+    assert redeem(client, auth, code, portal.client_secret).status_code == 200
+
+
+def store_codes(count: int, portal: RegisteredTestClient, dana: Account, clock: FrozenClock) -> None:
+    """Codes of the same client, used and unused, each with its nonce, as days of traffic leave them."""
+    now = clock.now()
+    rows = [
+        {
+            "id": new_id(),
+            "code_hash": secret_hash(secrets.token_urlsafe(16)),
+            "client_id": portal.client_id,
+            "account_id": dana.id,
+            "redirect_uri": portal.redirect_uri,
+            "scope": "openid",
+            "nonce": secrets.token_urlsafe(12),
+            "auth_time": now,
+            "created_at": now,
+            "expires_at": now + timedelta(minutes=1),
+            "used_at": now if n % 2 else None,
+        }
+        for n in range(count)
+    ]
+    db.session.execute(insert(AuthorizationCode), rows)
+    db.session.commit()
+
+
+@contextmanager
+def sqlite_vm_steps() -> Iterator[list[int]]:
+    """Count the SQLite virtual machine instructions run on the session's connection."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    driver = db.session.connection().connection.driver_connection
+    driver.set_progress_handler(count, 1)
+    try:
+        yield steps
+    finally:
+        driver.set_progress_handler(None, 1)
+
+
+def test_a_flows_sqlite_work_is_the_same_with_few_and_many_codes_stored(
+    client: FlaskClient, portal: RegisteredTestClient, dana: Account, clock: FrozenClock, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("counts SQLite's own instructions; PostgreSQL is checked by its planner below")
+    one_flow(client, portal)  # signs the browser in; the flows measured run on its session
+    store_codes(FEW, portal, dana, clock)
+    with sqlite_vm_steps() as few:
+        one_flow(client, portal)
+    store_codes(MANY - FEW, portal, dana, clock)
+    with sqlite_vm_steps() as many:
+        one_flow(client, portal)
+    # An index finds a row in the same number of instructions however many there are; a scan
+    # of the client's codes would add several instructions for every one of the thousands stored.
+    assert many[0] <= few[0] * 1.05, (few[0], many[0])
+
+
+def rows_looked_at_and_dropped(plan: dict[str, Any]) -> int:
+    """Rows a plan node (and those below it) read only to throw away: what a scan costs beyond its answer."""
+    dropped = int(plan.get("Rows Removed by Filter", 0)) + int(plan.get("Rows Removed by Index Recheck", 0))
+    return dropped + sum(rows_looked_at_and_dropped(child) for child in plan.get("Plans", ()))
+
+
+def test_no_statement_of_a_flow_reads_rows_it_throws_away_on_postgresql(
+    client: FlaskClient, portal: RegisteredTestClient, dana: Account, clock: FrozenClock, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("asks PostgreSQL's executor")
+    one_flow(client, portal)
+    store_codes(MANY, portal, dana, clock)
+    connection = db.session.connection()
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            statements.append((statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        one_flow(client, portal)
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+    assert any("authorization_code" in statement for statement, _ in statements)
+    wasteful = []
+    for statement, parameters in statements:
+        # Run again under EXPLAIN ANALYZE, inside a savepoint that undoes what it changes.
+        with connection.begin_nested() as savepoint:
+            (document,) = connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+            ).one()
+            savepoint.rollback()
+        dropped = rows_looked_at_and_dropped(document[0]["Plan"])
+        if dropped > FEW:
+            wasteful.append(f"{dropped} rows read and dropped by: {statement}")
+    assert wasteful == []
