@@ -1,4 +1,4 @@
-"""A sign-in's one transaction (idp.db.begin_reading): no lock during argon2, all writes or none."""
+"""A sign-in's transactions: none open while argon2 runs, and all of the sign-in's writes or none."""
 
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ def test_no_writer_waits_while_the_password_is_verified(
     response = sign_in(client)
     assert response.status_code == 303
     assert seen == [True]
+    with client.application.app_context():
+        login_count = db.session.execute(select(Account.login_count).where(Account.id == account_id)).scalar()
+        assert login_count == 1
+
+
+def test_no_connection_is_held_while_the_password_is_verified(
+    client: FlaskClient, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow hash, or a connection dropped meanwhile, must cost nobody else a pooled connection.
+    held: list[int] = []
+    verify = BoundedPasswordHasher.verify
+
+    def observing_verify(self: BoundedPasswordHasher, stored_hash: str, password: str) -> bool:
+        held.append(db.engine.pool.checkedout())
+        return verify(self, stored_hash, password)
+
+    monkeypatch.setattr(BoundedPasswordHasher, "verify", observing_verify)
+    assert sign_in(client).status_code == 303
+    assert held == [0]
     with client.application.app_context():
         login_count = db.session.execute(select(Account.login_count).where(Account.id == account_id)).scalar()
         assert login_count == 1
