@@ -1,8 +1,10 @@
 """Key rotation while the provider serves: two gunicorn processes, one keys folder, the real ``idp keys``.
 
-The JWKS cache time and the manifest check interval are set to one second, and token lives
-to fifteen seconds, so that the lead time (2 × 1 s + 1 s) and the grace time (15 s + 1 s + 1 s) pass
-within the test.
+The JWKS cache time and the manifest check interval are set to one second, so that the lead time
+(2 × 1 s + 1 s) passes within the test. The grace time of a retired key is the operator's: ``idp
+keys prune`` reads it from its own settings (the longest token life, plus the cache time and the
+check interval), so the test prunes once with hour-long token lives (nothing may go, however long
+the machine stalls) and once with one-second lives (3 s of grace, soon over).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ TIMING_ENV = {
     "IDP_RATE_LIMIT_TOKEN": "100000/minute",
 }
 LEAD_SECONDS = 2 * 1 + 1
-GRACE_SECONDS = 15 + 1 + 1
+# The operator's prunes: token lives of an hour (a grace time no stall outlasts), and of a second.
+LONG_LIVES = {"IDP_ID_TOKEN_SECONDS": "3600", "IDP_ACCESS_TOKEN_SECONDS": "3600"}
+SHORT_LIVES = {"IDP_ID_TOKEN_SECONDS": "1", "IDP_ACCESS_TOKEN_SECONDS": "1"}
+SHORT_GRACE_SECONDS = 1 + 1 + 1
 # DESIGN: a rotation is in use by every process within 5 s.
 PICKUP_SECONDS = 5.0
 
@@ -73,9 +78,9 @@ def start_two(start_providers: ProviderPool, district: District, keys_dir: Path)
     return a, b
 
 
-def operator(district: District, keys_dir: Path) -> dict[str, str]:
-    """The environment `idp keys …` runs in: the providers' settings."""
-    return provider_env(district.database_url, keys_dir, issuer="http://127.0.0.1", **TIMING_ENV)
+def operator(district: District, keys_dir: Path, **lives: str) -> dict[str, str]:
+    """The environment `idp keys …` runs in: the providers' settings, token lives as given."""
+    return provider_env(district.database_url, keys_dir, issuer="http://127.0.0.1", **{**TIMING_ENV, **lives})
 
 
 @dataclass
@@ -177,15 +182,15 @@ def test_rotation_while_signing_in_fails_no_verification_and_prune_unpublishes_t
             next(e for e in manifest(keys_dir) if e["kid"] == promoted), "activated_at"
         )
         assert output.startswith(f"RS256: {promoted} signs now; {old_active} retired"), output
-        kept = run_idp(operator(district, keys_dir), "keys", "prune")  # before the grace time: nothing goes
+        kept = run_idp(operator(district, keys_dir, **LONG_LIVES), "keys", "prune")  # within its grace time
         assert f"{old_active} (retired) stays listed until" in kept, kept
         # Signing goes on for the pickup interval and a little more, then every process must have switched.
         time.sleep(max(0.0, rotated_at + PICKUP_SECONDS + 1 - time.time()))
         assert old_active in published(a) and old_active in published(b)
         retired_entry = next(e for e in manifest(keys_dir) if e["kid"] == old_active)
-        grace_over = seconds_since_epoch(retired_entry, "retired_at") + GRACE_SECONDS
+        grace_over = seconds_since_epoch(retired_entry, "retired_at") + SHORT_GRACE_SECONDS
         time.sleep(max(0.0, grace_over + 0.1 - time.time()))
-        pruned = run_idp(operator(district, keys_dir), "keys", "prune")
+        pruned = run_idp(operator(district, keys_dir, **SHORT_LIVES), "keys", "prune")
     finally:
         stop.set()
         signer.join(timeout=30)
