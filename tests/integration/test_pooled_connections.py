@@ -45,5 +45,7 @@ def test_a_connection_the_server_closed_is_replaced_before_use(postgresql: str) 
     assert backend_pid() != pid
 
 
-def test_sqlite_and_postgresql_pools_both_check_before_use(app: Flask) -> None:
-    assert db.engine.pool._pre_ping is True
+def test_a_postgresql_pool_checks_before_use_and_a_sqlite_file_needs_not(
+    app: Flask, database_url: str
+) -> None:
+    assert db.engine.pool._pre_ping is database_url.startswith("postgresql")
