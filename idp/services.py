@@ -157,7 +157,9 @@ class Services:
             accounts=self.accounts(),
             policies=self.password_policies(),
             sessions=self.sessions(),
-            families=self.families(),
+            revoke_grants=lambda account_id, reason: self.families().revoke_for_account(
+                account_id, reason=reason
+            ),
             notifier=self.notifier(),
             outbox=self.outbox(),
             link=lambda token: f"{self.issuer}/reset/{token}",

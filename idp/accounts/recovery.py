@@ -30,7 +30,6 @@ from idp.clock import Clock
 from idp.db import DbSession
 from idp.mail.notifications import Notifier
 from idp.mail.outbox import Outbox
-from idp.oauth.families import TokenFamilyService
 from idp.policy import RecoveryPolicy
 from idp.tokens import new_secret, secret_hash
 
@@ -43,6 +42,8 @@ MAIL_WINDOW = timedelta(hours=1)
 
 # token -> the absolute URL of its Recover Password page (the worker has no request to build one from).
 ResetLink = Callable[[str], str]
+# (account id, reason) -> revoke every refresh-token family of the account (TokenFamilyService).
+RevokeGrants = Callable[[str, str], object]
 
 
 class InvalidRecoveryLink(Exception):
@@ -94,7 +95,7 @@ class RecoveryService:
         accounts: AccountService,
         policies: PasswordPolicyService,
         sessions: SessionService,
-        families: TokenFamilyService,
+        revoke_grants: RevokeGrants,
         notifier: Notifier,
         outbox: Outbox,
         link: ResetLink,
@@ -106,7 +107,7 @@ class RecoveryService:
         self.accounts = accounts
         self.policies = policies
         self.sessions = sessions
-        self.families = families
+        self.revoke_grants = revoke_grants
         self.notifier = notifier
         self.outbox = outbox
         self.link = link
@@ -318,7 +319,7 @@ class RecoveryService:
             raise InvalidRecoveryLink()
         self.policies.set_password(account, new)
         ended = self.sessions.end_all(account.id)
-        self.families.revoke_for_account(account.id, reason="password_reset")
+        self.revoke_grants(account.id, "password_reset")
         # The holder proved who they are through their mailbox: failed guesses no longer count.
         self.lockout.unlock_username(account.username)
         self.notifier.send(account, "password_changed")
@@ -334,6 +335,6 @@ class RecoveryService:
         """
         self.policies.set_temporary_password(account, password)
         ended = self.sessions.end_all(account.id)
-        self.families.revoke_for_account(account.id, reason="temporary_password")
+        self.revoke_grants(account.id, "temporary_password")
         self.session.commit()
         return ended

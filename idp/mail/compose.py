@@ -17,9 +17,20 @@ from babel.dates import format_datetime
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from idp.accounts.models import Account
-
 PACKAGE = Path(__file__).resolve().parent.parent
+
+
+class Recipient(Protocol):
+    """Whom a message is for: an account (the templates read its names and dates too)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def locale(self) -> str | None: ...
+    @property
+    def is_test_account(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class Composed:
 
 
 class MessageComposer(Protocol):
-    def compose(self, kind: str, account: Account, **values: Any) -> Composed:
+    def compose(self, kind: str, account: Recipient, **values: Any) -> Composed:
         """Return the subject and bodies of message ``kind`` for ``account``."""
         ...
 
@@ -61,7 +72,7 @@ class TemplateComposer:
         self.default_locale = default_locale
         self._by_locale: dict[str, tuple[Environment, NullTranslations]] = {}
 
-    def compose(self, kind: str, account: Account, **values: Any) -> Composed:
+    def compose(self, kind: str, account: Recipient, **values: Any) -> Composed:
         locale = account.locale or self.default_locale
         environment, translations = self._for(locale)
         subject = _subject(kind, translations, values)

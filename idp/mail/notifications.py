@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from idp.accounts.models import Account
 from idp.db import DbSession
-from idp.mail.compose import MessageComposer
+from idp.mail.compose import MessageComposer, Recipient
 from idp.mail.outbox import Outbox
 
 
@@ -20,7 +19,7 @@ class Notifier:
 
     def send(
         self,
-        account: Account,
+        account: Recipient,
         kind: str,
         *,
         to: str | None = None,
