@@ -1,5 +1,5 @@
 """A flow's database work does not grow with the number of codes stored: every statement of it
-finds its rows through an index.
+finds its rows through an index; and a sign-in and a code exchange keep to their statements.
 
 Authlib asks three times per flow whether the client already has a code with the request's nonce
 (a replayed authentication request); codes are kept, used, until the retention time ends, so a
@@ -145,3 +145,48 @@ def test_no_statement_of_a_flow_reads_rows_it_throws_away_on_postgresql(
         if dropped > FEW:
             wasteful.append(f"{dropped} rows read and dropped by: {statement}")
     assert wasteful == []
+
+
+@contextmanager
+def statements_sent() -> Iterator[list[str]]:
+    """The SQL statements the session's connection sends meanwhile (BEGIN and COMMIT aside)."""
+    sent: list[str] = []
+    connection = db.session.connection()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.split(None, 1)[0].upper()
+        # The test's SAVEPOINTs stand where the app's BEGIN and COMMIT would be.
+        if verb not in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+            sent.append(verb)
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+
+
+def test_a_code_exchange_sends_six_statements(
+    client: FlaskClient, portal: RegisteredTestClient, dana: Account
+) -> None:
+    # The round-trip budget of docs/performance.md: the client, the code with its account, its
+    # consumption, the family and the audit event (a refresh token is one more with offline access),
+    # the students of the ID token.
+    one_flow(client, portal)
+    auth = AuthRequest(portal.client_id)
+    code = authorize_as(client, auth, "dana.rivera")["code"]
+    with statements_sent() as sent:
+        assert redeem(client, auth, code, portal.client_secret).status_code == 200
+    assert sent == ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "SELECT"], sent
+
+
+def test_a_sign_in_sends_five_statements(client: FlaskClient, dana: Account) -> None:
+    from tests.functional.oidc import sign_in
+
+    page = client.get("/signin")
+    assert page.status_code == 200
+    with statements_sent() as sent:
+        assert sign_in(client, "dana.rivera").status_code == 303
+    # The account; whether any policy can expire a password; the sign-in recorded (account, audit
+    # event); the new session.
+    assert sent == ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"], sent
