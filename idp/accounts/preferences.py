@@ -135,25 +135,6 @@ class PreferencesService:
         """
         if not required and not self.options.allow_password_change:
             raise ChangeNotAllowed()
-        try:
-            self._change_password(
-                account, current=current, new=new, confirm=confirm, context=context, required=required
-            )
-        except (ChangeRefused, LockedOut):
-            self.session.commit()
-            raise
-        self.session.commit()
-
-    def _change_password(
-        self,
-        account: Account,
-        *,
-        current: str,
-        new: str,
-        confirm: str,
-        context: SignInContext,
-        required: bool,
-    ) -> None:
         rules = self.policies.rules_for_account(account)
         problems = Problems(rules=rules)
         words = password_context(
@@ -170,15 +151,20 @@ class PreferencesService:
             self.accounts.verify_password(account, current, context)
         except InvalidCredentials:
             violations.insert(0, Violation.CURRENT_WRONG)
+        except LockedOut:
+            self.session.commit()  # the refusal's audit event stays
+            raise
         # History is looked at only once the holder has proved who they are.
         reused = self.policies.reuses if required else self.policies.was_used_before
         if not violations and reused(account, new, rules):
             violations.append(Violation.REUSED)
         if violations:
             problems.password = violations
+            self.session.commit()  # a wrong current password's audit event stays
             raise ChangeRefused(problems)
         self.policies.set_password(account, new)
         self.notifier.send(account, "password_changed")
+        self.session.commit()
 
     def add_student(self, account: Account, entry: StudentEntry, *, ip_address: str | None) -> Student:
         """Link one more student by Access ID (the failed checks' audit events stay either way)."""

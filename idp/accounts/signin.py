@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from idp.accounts.district import DistrictOptionsService
 from idp.accounts.lockout import LockedOut
 from idp.accounts.models import Account, AccountStatus
-from idp.accounts.preferences import ChangeRefused, PreferencesService
+from idp.accounts.preferences import PreferencesService
 from idp.accounts.service import (
     AccountDisabled,
     AccountExpired,
@@ -102,15 +102,11 @@ class SignInService:
         """The forced change of a temporary or expired password, then the sign-in it completes.
 
         Raises ``ChangeRefused`` or ``LockedOut`` (a wrong current password counts as a failed
-        sign-in), committing their audit events first.
+        sign-in), as ``PreferencesService.change_password`` does.
         """
-        try:
-            self.preferences().change_password(
-                account, current=current, new=new, confirm=confirm, context=context, required=True
-            )
-        except (ChangeRefused, LockedOut):
-            self.session.commit()
-            raise
+        self.preferences().change_password(
+            account, current=current, new=new, confirm=confirm, context=context, required=True
+        )
         return self.complete(account, context=context, browser_session=browser_session)
 
     def complete(
