@@ -94,7 +94,7 @@ def test_a_flows_sqlite_work_is_the_same_with_few_and_many_codes_stored(
     client: FlaskClient, portal: RegisteredTestClient, dana: Account, clock: FrozenClock, database_url: str
 ) -> None:
     if not database_url.startswith("sqlite"):
-        pytest.skip("counts SQLite's own instructions; PostgreSQL is checked by its planner below")
+        pytest.skip("counts SQLite's own instructions; PostgreSQL is checked by EXPLAIN ANALYZE below")
     one_flow(client, portal)  # signs the browser in; the flows measured run on its session
     store_codes(FEW, portal, dana, clock)
     with sqlite_vm_steps() as few:
