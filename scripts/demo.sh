@@ -54,9 +54,9 @@ pids+=("$!")
   --bind "127.0.0.1:$RP_PORT" --workers 2 --threads 2 \
   --no-control-socket --access-logfile - --error-logfile - &
 pids+=("$!")
-# The mail worker answers "Having trouble signing in?" and sends the outbox: with IDP_SMTP_URL
+# The worker answers "Having trouble signing in?" and sends the outbox: with IDP_SMTP_URL
 # unset, as .eml files in instance/outbox/.
-"$BIN/idp" mail worker &
+"$BIN/idp" worker &
 pids+=("$!")
 
 echo

@@ -25,8 +25,8 @@ def configure(app: Flask, settings: Settings) -> None:
         # A pooled connection the server closed (a restart, an idle timeout) is replaced before
         # use; a SQLite file has no server to close it.
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not database_url.startswith("sqlite")},
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their order (issuer first)
 
 
 def init_db(app: Flask) -> None:
