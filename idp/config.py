@@ -14,6 +14,7 @@ from limits import parse_many
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 DEFAULT_SECRET = ""  # an unset secret means "generate one" in development
+ONE_YEAR_SECONDS = 31_536_000
 
 
 class ConfigError(ValueError):
@@ -61,6 +62,9 @@ class Settings:
     keys_check_seconds: int = 2
     languages: tuple[str, ...] = ("en",)
     max_form_bytes: int = 64 * 1024
+    temporary_password_seconds: int = 604_800
+    hsts_seconds: int = 31_536_000
+    hsts_include_subdomains: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -117,6 +121,9 @@ class Settings:
             retention_seconds=reader.positive("IDP_RETENTION_SECONDS", 2_592_000),
             keys_check_seconds=reader.positive("IDP_KEYS_CHECK_SECONDS", 2),
             languages=reader.languages("IDP_LANGUAGES", ("en",)),
+            temporary_password_seconds=reader.positive("IDP_TEMPORARY_PASSWORD_SECONDS", 604_800),
+            hsts_seconds=reader.positive("IDP_HSTS_SECONDS", 31_536_000),
+            hsts_include_subdomains=reader.boolean("IDP_HSTS_INCLUDE_SUBDOMAINS", False),
         )
         settings.validate()
         return settings
@@ -151,6 +158,11 @@ class Settings:
             )
         if len(self.secret_key) < 32:
             raise ConfigError("IDP_SECRET_KEY must be set to at least 32 random characters in production.")
+        if self.hsts_seconds < ONE_YEAR_SECONDS:
+            raise ConfigError(
+                f"IDP_HSTS_SECONDS must be at least {ONE_YEAR_SECONDS} (one year) in production "
+                f"(got {self.hsts_seconds})."
+            )
         host = urlsplit(self.issuer).hostname or ""
         if not self.uses_https and host not in LOOPBACK_HOSTS:
             raise ConfigError(f"IDP_ISSUER must use https in production (got {self.issuer!r}).")
