@@ -6,6 +6,7 @@ argon2id verify with the same parameters, goal 1.10x; everything but argon2 shou
 Run from the repository root::
 
     .venv/bin/python -m bench.signin_vs_argon2 [--rounds 200] [--warmup 10] [--check]
+        [--redis-url memory://]
 
 It builds a throw-away provider (a SQLite database and a keys folder in a temporary
 folder, migrated and given one account through the real ``idp`` CLI), serves it with a real
@@ -16,6 +17,10 @@ client (the "HTTP floor": connection, client library, gunicorn, Flask), which te
 transport's share of the overhead from the sign-in's own. It prints medians and p90s and
 the ratio of the medians. The exit code is 0 (a measurement, not a test) unless ``--check`` is
 given and the ratio exceeds the target.
+
+``--redis-url`` is the provider's ``IDP_REDIS_URL`` (``memory://`` unless given): a real Redis
+(its keys under a prefix of the run's own, which expire on their own), or a port where nothing
+listens, for the database fallback.
 
 ``--bare-route`` adds a fourth sample per round: the same POST to a second gunicorn whose only
 route verifies the same hash and answers 303 (``bare_route_app``). Its ratio is what gunicorn,
@@ -95,14 +100,17 @@ class Summary:
         return cls(statistics.median(ms), p90, min(ms))
 
 
-def provider_env(workdir: Path, port: int, params: Argon2Params) -> dict[str, str]:
+def provider_env(
+    workdir: Path, port: int, params: Argon2Params, redis_url: str = "memory://"
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
     env.update(
         IDP_ENV="development",
         IDP_ISSUER=f"http://127.0.0.1:{port}",
         IDP_DATABASE_URL=f"sqlite:///{workdir / 'idp.db'}",
         IDP_KEYS_DIR=str(workdir / "keys"),
-        IDP_REDIS_URL="memory://",
+        IDP_REDIS_URL=redis_url,
+        IDP_REDIS_KEY_PREFIX=f"idp-bench:{workdir.name}:",
         IDP_SECRET_KEY=SECRET_KEY,
         IDP_SMTP_URL=f"file://{workdir / 'outbox'}",
         IDP_ARGON2_TIME_COST=str(params.time_cost),
@@ -267,13 +275,13 @@ def bare_route(hash_: str, workdir: Path) -> Iterator[str]:
         yield base_url
 
 
-def measure(rounds: int, warmup: int, with_bare_route: bool = False) -> float:
+def measure(rounds: int, warmup: int, with_bare_route: bool = False, redis_url: str = "memory://") -> float:
     params = Argon2Params.defaults()
     hasher = params.hasher()
     workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
     try:
         port = free_port()
-        env = provider_env(workdir, port, params)
+        env = provider_env(workdir, port, params, redis_url)
         prepare_provider(env)
         hash_ = stored_hash(workdir / "idp.db")
         if hasher.check_needs_rehash(hash_):
@@ -282,7 +290,8 @@ def measure(rounds: int, warmup: int, with_bare_route: bool = False) -> float:
         print(f"machine: {describe_machine()}; load average {load_average()}")
         print(
             f"argon2id: time_cost={params.time_cost} memory_kib={params.memory_kib} "
-            f"parallelism={params.parallelism}; rounds: {rounds} (+{warmup} warm-up)"
+            f"parallelism={params.parallelism}; rounds: {rounds} (+{warmup} warm-up); "
+            f"IDP_REDIS_URL={redis_url}"
         )
         with ExitStack() as servers:
             base_url = servers.enter_context(
@@ -330,10 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bare-route", action="store_true", help="also time argon2 behind a bare Flask route (the floor)"
     )
+    parser.add_argument(
+        "--redis-url",
+        default="memory://",
+        help="the provider's IDP_REDIS_URL (default memory://; a port where nothing listens: the database)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 2 or args.warmup < 0:
         parser.error("--rounds must be at least 2 and --warmup at least 0")
-    ratio = measure(args.rounds, args.warmup, args.bare_route)
+    ratio = measure(args.rounds, args.warmup, args.bare_route, args.redis_url)
     if args.check and ratio > TARGET_RATIO:
         print(f"FAIL: ratio {ratio:.2f} exceeds {TARGET_RATIO:.2f}", file=sys.stderr)
         return 1

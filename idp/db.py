@@ -105,6 +105,7 @@ def import_models() -> None:
     import idp.accounts.policy_models
     import idp.accounts.recovery_models
     import idp.audit
+    import idp.counters.models
     import idp.mail.models
     import idp.oauth.models
     import idp.students.models  # noqa: F401

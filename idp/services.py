@@ -8,8 +8,12 @@ hasher, the counters, the mail templates) are made here once.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine
+
+from idp.accounts.administration import AccountAdministration
 from idp.accounts.change_ticket import ChangeTickets
 from idp.accounts.devices import DeviceCookies
 from idp.accounts.district import DistrictOptions, DistrictOptionsService
@@ -56,7 +60,14 @@ from idp.students.guardianship import GuardianshipService
 
 class Services:
     def __init__(
-        self, settings: Settings, *, session: DbSession, clock: Clock, secret_key: str, instance_path: Path
+        self,
+        settings: Settings,
+        *,
+        session: DbSession,
+        engine: Engine,
+        clock: Clock,
+        secret_key: str,
+        instance_path: Path,
     ) -> None:
         self.settings = settings
         self.session = session
@@ -67,8 +78,14 @@ class Services:
         self.token_policy = TokenPolicy.from_settings(settings)
         self.lockout_policy = LockoutPolicy.from_settings(settings)
         self.hasher = BoundedPasswordHasher(HashingPolicy.from_settings(settings))
+        # Redis's fallback counts in the database, on connections of its own from ``engine``.
         self.counters = open_counters(
-            settings.redis_url, prefix=settings.redis_key_prefix, secret_key=secret_key, clock=clock
+            settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            secret_key=secret_key,
+            clock=clock,
+            engine=engine,
+            session=session,
         )
         self.lockout = Lockout(self.counters.store, self.counters.keys, self.lockout_policy)
         self.keys = KeyRing(
@@ -108,7 +125,12 @@ class Services:
         return ChangeTickets(self.session, secret_key=self.secret_key)
 
     def password_policies(self) -> PasswordPolicyService:
-        return PasswordPolicyService(self.session, hasher=self.hasher, clock=self.clock)
+        return PasswordPolicyService(
+            self.session,
+            hasher=self.hasher,
+            clock=self.clock,
+            temporary_life=timedelta(seconds=self.settings.temporary_password_seconds),
+        )
 
     def district_options(self) -> DistrictOptionsService:
         return DistrictOptionsService(
@@ -147,7 +169,25 @@ class Services:
             verification=self.email_verification(),
             notifier=self.notifier(),
             options=options,
+            sessions=self.sessions(),
+            revoke_grants=self._revoke_grants,
+            tell_portals=self.backchannel().tell,
         )
+
+    def administration(self, *, actor: str) -> AccountAdministration:
+        return AccountAdministration(
+            self.session,
+            clock=self.clock,
+            sessions=self.sessions(),
+            policies=self.password_policies(),
+            revoke_grants=self._revoke_grants,
+            tell_portals=self.backchannel().tell,
+            district_name=self.district_options().current().name,
+            actor=actor,
+        )
+
+    def _revoke_grants(self, account_id: str, reason: str, keep_sid: str | None = None) -> int:
+        return self.families().revoke_for_account(account_id, reason=reason, keep_sid=keep_sid)
 
     def recovery(self) -> RecoveryService:
         return RecoveryService(
@@ -157,9 +197,7 @@ class Services:
             accounts=self.accounts(),
             policies=self.password_policies(),
             sessions=self.sessions(),
-            revoke_grants=lambda account_id, reason: self.families().revoke_for_account(
-                account_id, reason=reason
-            ),
+            revoke_grants=self._revoke_grants,
             notifier=self.notifier(),
             outbox=self.outbox(),
             link=lambda token: f"{self.issuer}/reset/{token}",

@@ -47,12 +47,14 @@ trap 'exit 143' TERM
 
 "$BIN/gunicorn" 'idp:create_app()' \
   --bind "127.0.0.1:$PORT" --workers "$workers" --threads 4 \
-  --no-control-socket --access-logfile - --error-logfile - &
+  --no-control-socket --access-logfile - --error-logfile - \
+  --logger-class idp.web.access_log.RedactingLogger &
 pids+=("$!")
 # The portal's sessions are rows in its own SQLite database: any number of workers share them.
 "$BIN/gunicorn" 'relying_party_demo:create_app()' \
   --bind "127.0.0.1:$RP_PORT" --workers 2 --threads 2 \
-  --no-control-socket --access-logfile - --error-logfile - &
+  --no-control-socket --access-logfile - --error-logfile - \
+  --logger-class idp.web.access_log.RedactingLogger &
 pids+=("$!")
 # The worker answers "Having trouble signing in?" and sends the outbox: with IDP_SMTP_URL
 # unset, as .eml files in instance/outbox/.

@@ -37,6 +37,7 @@ from idp.extensions import db
 from idp.oauth.clients import ClientService, ClientSpec
 from idp.students.models import Student
 from idp.web.context import services
+from tests.receiver import Receiver, backchannel_receiver
 
 POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # One database per pytest process, so that concurrent runs on one machine never share rows.
@@ -241,6 +242,13 @@ def app(
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A portal's back-channel logout endpoint (tests/receiver.py), for ``make_client``."""
+    with backchannel_receiver() as running:
+        yield running
 
 
 # --- factories ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.db import Base, bool_false, id_pk, new_id, sha256_hex, utc_now, utc_time, utc_time_or_none
@@ -40,7 +40,8 @@ class Account(Base):
     username_key: Mapped[str] = mapped_column(String(64), unique=True)
     # UTS #39 confusable skeleton (idp.accounts.skeleton): no two accounts' usernames look alike.
     username_skeleton: Mapped[str] = mapped_column(String(255), unique=True)
-    email: Mapped[str] = mapped_column(String(254), index=True)
+    # Found by lower(email) (sign-in by address, forgot username): indexed so, below the class.
+    email: Mapped[str] = mapped_column(String(254))
     # Set when the holder follows the emailed link; cleared when the address changes.
     email_verified_at: Mapped[utc_time_or_none]
     first_name: Mapped[str] = mapped_column(String(100))
@@ -50,6 +51,8 @@ class Account(Base):
     # Empty means the password was never chosen by its holder: it must be changed.
     password_changed_at: Mapped[utc_time_or_none]
     must_change_password: Mapped[bool_false]
+    # A temporary password (set by staff) stops working at this time; empty for one's own password.
+    temporary_password_expires_at: Mapped[utc_time_or_none]
     status: Mapped[AccountStatus] = mapped_column(
         Enum(
             AccountStatus,
@@ -59,6 +62,8 @@ class Account(Base):
         ),
         default=AccountStatus.CONFIRMED,
     )
+    # What staff gave as the reason when they disabled the account (``idp accounts disable``).
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
     primary_student_id: Mapped[str | None] = mapped_column(ForeignKey("student.id", ondelete="SET NULL"))
     login_count: Mapped[int] = mapped_column(Integer, default=0)
     last_login_at: Mapped[utc_time_or_none]
@@ -67,7 +72,7 @@ class Account(Base):
     current_login_ip: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[utc_time_or_none]
     created_at: Mapped[utc_now]
-    expires_at: Mapped[utc_time_or_none]
+    expires_at: Mapped[utc_time_or_none] = mapped_column(index=True)
     is_test_account: Mapped[bool_false]
     locale: Mapped[str | None] = mapped_column(String(16))
 
@@ -81,6 +86,17 @@ class Account(Base):
 
     def has_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def temporary_password_expired(self, now: datetime) -> bool:
+        expires_at = self.temporary_password_expires_at
+        return self.must_change_password and expires_at is not None and expires_at <= now
+
+    def is_available(self, now: datetime) -> bool:
+        """Whether the account may be used at ``now``: neither disabled nor past its expiry."""
+        return self.status is not AccountStatus.DISABLED and not self.has_expired(now)
+
+
+Index("ix_account_email_lower", func.lower(Account.email))
 
 
 class OPSession(Base):

@@ -28,6 +28,10 @@ from idp.db import DbSession
 from idp.students.models import GuardianLink, School, Student
 
 NIST_MIN_LENGTH = 15
+# How long a temporary password works unless IDP_TEMPORARY_PASSWORD_SECONDS says otherwise.
+TEMPORARY_PASSWORD_LIFE = timedelta(days=7)
+# SP 800-63B-4 3.1.1.2: verifiers SHOULD permit passwords of at least this many characters.
+NIST_PERMITTED_LENGTH = 64
 # Bounds an operator may set: NIST's floor of 8, and the longest password accepted at all.
 LOWEST_MIN_LENGTH = 8
 MAX_HISTORY = 24
@@ -49,6 +53,30 @@ class Violation(enum.StrEnum):
     REUSED = "reused"
     COMMON = "common"
     CONTEXT = "context"
+
+
+class DepartureRule(enum.StrEnum):
+    """A rule by which a policy can depart from NIST SP 800-63B-4; named as ``PasswordRules`` names it."""
+
+    MIN_LENGTH = "min_length"
+    MAX_LENGTH = "max_length"
+    REQUIRE_UPPER_LOWER = "require_upper_lower"
+    REQUIRE_LETTER_NUMBER = "require_letter_number"
+    REQUIRE_SPECIAL = "require_special"
+    MAX_AGE = "max_age"
+    BLOCK_COMMON = "block_common"
+    BLOCK_CONTEXT = "block_context"
+
+
+@dataclass(frozen=True)
+class Departure:
+    """One way a policy departs from NIST SP 800-63B-4 §3.1.1.2, and what the guideline says."""
+
+    rule: DepartureRule
+    reason: str
+
+
+_COMPOSITION = "SP 800-63B-4 3.1.1.2 forbids requiring mixtures of character types"
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,59 @@ class PasswordRules:
         if self.block_context and derives_from_context(normalised, context):
             violations.append(Violation.CONTEXT)
         return violations
+
+    def departures(self) -> list[Departure]:
+        """Return where these rules depart from NIST SP 800-63B-4 §3.1.1.2, in the order of the rules."""
+        found: list[Departure] = []
+        # 15 is the floor for a password that is the only factor (8 only with a second factor), and
+        # sign-in is password-only today.
+        if self.min_length < NIST_MIN_LENGTH:
+            found.append(
+                Departure(
+                    DepartureRule.MIN_LENGTH,
+                    f"SP 800-63B-4 3.1.1.2 requires at least {NIST_MIN_LENGTH} characters when a "
+                    "password is the only factor, as it is at sign-in here",
+                )
+            )
+        if self.max_length < NIST_PERMITTED_LENGTH:
+            found.append(
+                Departure(
+                    DepartureRule.MAX_LENGTH,
+                    f"SP 800-63B-4 3.1.1.2 says passwords of at least {NIST_PERMITTED_LENGTH} "
+                    "characters should be permitted",
+                )
+            )
+        if self.require_upper_lower:
+            found.append(Departure(DepartureRule.REQUIRE_UPPER_LOWER, _COMPOSITION))
+        if self.require_letter_number:
+            found.append(Departure(DepartureRule.REQUIRE_LETTER_NUMBER, _COMPOSITION))
+        if self.require_special:
+            found.append(Departure(DepartureRule.REQUIRE_SPECIAL, _COMPOSITION))
+        if self.max_age is not None:
+            found.append(
+                Departure(
+                    DepartureRule.MAX_AGE,
+                    "SP 800-63B-4 3.1.1.2 forbids requiring periodic password changes "
+                    "(a change is forced only on evidence of compromise)",
+                )
+            )
+        if not self.block_common:
+            found.append(
+                Departure(
+                    DepartureRule.BLOCK_COMMON,
+                    "SP 800-63B-4 3.1.1.2 requires checking new passwords against a blocklist of "
+                    "commonly used, expected or compromised passwords",
+                )
+            )
+        if not self.block_context:
+            found.append(
+                Departure(
+                    DepartureRule.BLOCK_CONTEXT,
+                    "SP 800-63B-4 3.1.1.2 counts context-specific words (the service's name, the "
+                    "username and their derivatives) among the expected passwords a blocklist refuses",
+                )
+            )
+        return found
 
     def has_expired(self, changed_at: datetime | None, now: datetime) -> bool:
         """Return whether a password set at ``changed_at`` is past the maximum age (never, by default)."""
@@ -199,10 +280,18 @@ def derives_from_context(password: str, context: Sequence[str]) -> bool:
 class PasswordPolicyService:
     """Which rules apply to whom, the password history, and the policies operators set."""
 
-    def __init__(self, session: DbSession, *, hasher: PasswordHasher, clock: Clock) -> None:
+    def __init__(
+        self,
+        session: DbSession,
+        *,
+        hasher: PasswordHasher,
+        clock: Clock,
+        temporary_life: timedelta = TEMPORARY_PASSWORD_LIFE,
+    ) -> None:
         self.session = session
         self.hasher = hasher
         self.clock = clock
+        self.temporary_life = temporary_life
 
     def district_default(self) -> PasswordRules:
         record = self.session.execute(
@@ -280,16 +369,24 @@ class PasswordPolicyService:
         self._replace_hash(account, password)
         account.password_changed_at = now
         account.must_change_password = False
+        account.temporary_password_expires_at = None
         self.session.flush()
         audit(self.session, "password.changed", account_id=account.id)
 
+    def temporary_until(self) -> datetime:
+        """When a temporary password given now stops working (``IDP_TEMPORARY_PASSWORD_SECONDS``)."""
+        return self.clock.now() + self.temporary_life
+
     def set_temporary_password(self, account: Account, password: str) -> None:
-        """Give the account a password chosen by staff, to be changed at the next sign-in."""
+        """Give the account a password from staff, to be changed at the next sign-in before it expires.
+
+        Audited by the caller (``AccountAdministration``), which knows who gave it.
+        """
         self._replace_hash(account, password)
         account.password_changed_at = None
         account.must_change_password = True
+        account.temporary_password_expires_at = self.temporary_until()
         self.session.flush()
-        audit(self.session, "password.set_temporary", account_id=account.id)
 
     def _replace_hash(self, account: Account, password: str) -> None:
         """Keep the old hash in the history, set the new one, and end the account's recovery links."""
@@ -400,6 +497,8 @@ def _validate(record: PasswordPolicyRecord) -> None:
 
 __all__ = [
     "DISTRICT_DEFAULT",
+    "Departure",
+    "DepartureRule",
     "PasswordPolicyService",
     "PasswordRules",
     "UnknownSchool",

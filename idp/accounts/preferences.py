@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.district import DistrictOptions
 from idp.accounts.lockout import LockedOut
-from idp.accounts.models import Account
+from idp.accounts.models import Account, OPSession
 from idp.accounts.password_policy import PasswordPolicyService, PasswordRules, Violation
 from idp.accounts.registration import (
     Problem,
@@ -15,12 +17,13 @@ from idp.accounts.registration import (
     RegistrationService,
     RowProblem,
     StudentEntry,
+    account_password_context,
     check_email,
     check_name,
     check_username,
-    password_context,
 )
 from idp.accounts.service import AccountService, InvalidCredentials, SignInContext
+from idp.accounts.sessions import EndedSession, SessionService
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import username_key
 from idp.accounts.verification import EmailVerification
@@ -29,6 +32,11 @@ from idp.db import DbSession
 from idp.mail.notifications import Notifier
 from idp.students.guardianship import GuardianshipService
 from idp.students.models import GuardianLink, Student
+
+# (account id, reason, sid to keep) -> revoke the account's refresh-token families (TokenFamilyService).
+RevokeGrants = Callable[[str, str, str | None], object]
+# Tells the portals of ended sessions that they ended (``BackchannelLogout.tell``).
+TellPortals = Callable[[Sequence[EndedSession]], None]
 
 
 class ChangeNotAllowed(Exception):
@@ -55,6 +63,9 @@ class PreferencesService:
         verification: EmailVerification,
         notifier: Notifier,
         options: DistrictOptions,
+        sessions: SessionService,
+        revoke_grants: RevokeGrants,
+        tell_portals: TellPortals,
     ) -> None:
         self.session = session
         self.accounts = accounts
@@ -64,6 +75,9 @@ class PreferencesService:
         self.verification = verification
         self.notifier = notifier
         self.options = options
+        self.sessions = sessions
+        self.revoke_grants = revoke_grants
+        self.tell_portals = tell_portals
 
     def rules_for(self, account: Account) -> PasswordRules:
         return self.policies.rules_for_account(account)
@@ -125,11 +139,16 @@ class PreferencesService:
         confirm: str,
         context: SignInContext,
         required: bool = False,
-    ) -> None:
+        sign_out_others: bool = False,
+        keep: OPSession | None = None,
+    ) -> int:
         """Check the current password (under the sign-in lockout) and the rules; then change it.
 
         ``required`` is the forced change at sign-in (temporary or expired password): the district
         cannot forbid it, and the new password must differ from the current one whatever the history.
+        ``sign_out_others`` does what a reset does, but for the browser's own session ``keep``: the
+        account's other sessions end (their portals are told) and the refresh tokens of every grant
+        not made in ``keep`` are revoked. Return how many sessions ended.
         Raises ``ChangeNotAllowed``, ``ChangeRefused`` with every violation, or the lockout's
         ``LockedOut`` when the username is locked; a wrong current password's audit stays either way.
         """
@@ -137,13 +156,7 @@ class PreferencesService:
             raise ChangeNotAllowed()
         rules = self.policies.rules_for_account(account)
         problems = Problems(rules=rules)
-        words = password_context(
-            username=account.username,
-            email=account.email,
-            first_name=account.first_name,
-            last_name=account.last_name,
-            district=self.options.name,
-        )
+        words = account_password_context(account, self.options.name)
         violations = rules.check(new, context=words)
         if new != confirm:
             violations.append(Violation.MISMATCH)
@@ -163,8 +176,21 @@ class PreferencesService:
             self.session.commit()  # a wrong current password's audit event stays
             raise ChangeRefused(problems)
         self.policies.set_password(account, new)
-        self.notifier.send(account, "password_changed")
+        ended: list[EndedSession] = []
+        if sign_out_others:
+            ended = self.sessions.end_all(account.id, keep=keep.id if keep else None)
+            revoked = self.revoke_grants(account.id, "password_changed", keep.sid if keep else None)
+            audit(
+                self.session,
+                "account.signed_out_elsewhere",
+                account_id=account.id,
+                ended_sessions=len(ended),
+                revoked_grants=revoked,
+            )
+        self.notifier.send(account, "password_changed", others_signed_out=sign_out_others)
         self.session.commit()
+        self.tell_portals(ended)
+        return len(ended)
 
     def add_student(self, account: Account, entry: StudentEntry, *, ip_address: str | None) -> Student:
         """Link one more student by Access ID (the failed checks' audit events stay either way)."""

@@ -27,6 +27,7 @@ from idp.accounts.sessions import EndedSession, SessionService
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
 from idp.clock import Clock
+from idp.counters.store import whole_minutes
 from idp.db import DbSession
 from idp.mail.notifications import Notifier
 from idp.mail.outbox import Outbox
@@ -194,6 +195,16 @@ class RecoveryService:
             return 0
         if not self._may_write_to(account, "password_reset"):
             return 0
+        # One live link per account: the newest mail is the one to follow, an older one is dead.
+        self.session.execute(
+            update(RecoveryToken)
+            .where(
+                RecoveryToken.account_id == account.id,
+                RecoveryToken.purpose == RecoveryPurpose.PASSWORD,
+                RecoveryToken.used_at.is_(None),
+            )
+            .values(used_at=self.clock.now())
+        )
         token = new_secret(TOKEN_PREFIX)
         self.session.add(
             RecoveryToken(
@@ -209,7 +220,7 @@ class RecoveryService:
             account,
             "password_reset",
             link=self.link(token),
-            minutes=int(self.policy.token_life.total_seconds() // 60),
+            minutes=whole_minutes(self.policy.token_life),
         )
         audit(self.session, "recovery_token.issued", account_id=account.id)
         return 1
@@ -322,19 +333,6 @@ class RecoveryService:
         self.revoke_grants(account.id, "password_reset")
         # The holder proved who they are through their mailbox: failed guesses no longer count.
         self.lockout.unlock_username(account.username)
-        self.notifier.send(account, "password_changed")
+        self.notifier.send(account, "password_changed", others_signed_out=True)
         audit(self.session, "password.reset", account_id=account.id, ended_sessions=len(ended))
         return PasswordReset(account, ended, row.authorization_request_id)
-
-    # --- staff -----------------------------------------------------------------------------
-    def set_temporary_password(self, account: Account, password: str) -> list[EndedSession]:
-        """Give the account a password to change at its next sign-in; end its sessions and
-        revoke its refresh tokens (whoever knew the old password is signed out everywhere).
-
-        Committed; return the ended sessions, whose portals the caller tells.
-        """
-        self.policies.set_temporary_password(account, password)
-        ended = self.sessions.end_all(account.id)
-        self.revoke_grants(account.id, "temporary_password")
-        self.session.commit()
-        return ended

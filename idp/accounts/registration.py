@@ -22,6 +22,7 @@ from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.accounts.verification import EmailVerification
 from idp.audit import audit
+from idp.counters.store import whole_minutes
 from idp.db import DbSession
 from idp.students.access import AccessDenied, AccessPaused, AccessRateLimited, StudentAccess
 from idp.students.guardianship import GuardianshipService
@@ -174,6 +175,17 @@ def password_context(
     return [username, email.partition("@")[0], first_name, last_name, district]
 
 
+def account_password_context(account: Account, district: str) -> list[str]:
+    """``password_context`` of an existing account."""
+    return password_context(
+        username=account.username,
+        email=account.email,
+        first_name=account.first_name,
+        last_name=account.last_name,
+        district=district,
+    )
+
+
 class RegistrationService:
     def __init__(
         self,
@@ -276,20 +288,14 @@ class RegistrationService:
                 problems.rows[index] = RowProblem(Problem.ROW_ACCESS)
                 continue
             except AccessPaused as paused:
-                problems.rows[index] = RowProblem(
-                    Problem.ROW_PAUSED, _minutes(paused.resets_in.total_seconds())
-                )
+                problems.rows[index] = RowProblem(Problem.ROW_PAUSED, whole_minutes(paused.resets_in))
                 continue
             except AccessRateLimited as limited:
                 problems.rows[index] = RowProblem(
-                    Problem.ROW_RATE_LIMITED, _minutes(limited.retry_after.total_seconds())
+                    Problem.ROW_RATE_LIMITED, whole_minutes(limited.retry_after)
                 )
                 continue
             found.setdefault(student.id, (student, relationship))
         if not filled:
             problems.add("students", Problem.NO_STUDENT)
         return list(found.values())
-
-
-def _minutes(seconds: float) -> int:
-    return max(1, int(-(-seconds // 60)))

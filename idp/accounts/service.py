@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from idp.accounts.devices import TrustedDevice
 from idp.accounts.lockout import LockedOut, Lockout, Started
@@ -26,6 +27,20 @@ SIGNIN_LOCKED = Counter(
 LOCKOUTS = Counter("idp_lockouts", "Usernames or devices locked after too many failures.", ["scope"])
 
 
+# Accounts one email address may name at sign-in; the password decides among them.
+MAX_CANDIDATES = 5
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A counter a sign-in attempt counts against, and the candidate account it covers (None:
+    the typed identifier itself)."""
+
+    key: str
+    via: str  # "username" or "device"
+    account: Account | None
+
+
 class InvalidCredentials(Exception):
     """Unknown username or wrong password: the two are never told apart."""
 
@@ -36,6 +51,10 @@ class AccountDisabled(Exception):
 
 class AccountExpired(Exception):
     pass
+
+
+class TemporaryPasswordExpired(Exception):
+    """The right temporary password, past its end: only the school can give a new one."""
 
 
 class UsernameTaken(ValueError):
@@ -60,6 +79,12 @@ class SignInContext:
     user_agent: str | None = None
     # The browser's device cookie, already verified (idp.accounts.devices).
     devices: tuple[TrustedDevice, ...] = ()
+    # The portal whose authorization request the sign-in is for, if any.
+    client_id: str | None = None
+
+    def audited(self) -> dict[str, Any]:
+        """What every audit event of this sign-in says about where it came from."""
+        return {"client_id": self.client_id, "ip_address": self.ip_address, "user_agent": self.user_agent}
 
 
 class AccountService:
@@ -95,45 +120,83 @@ class AccountService:
             clash = clash.where(Account.id != except_account_id)
         return self.session.execute(clash.limit(1)).first() is not None
 
-    def authenticate(self, username: str, password: str, context: SignInContext) -> Account:
+    def candidates(self, identifier: str) -> list[Account]:
+        """The accounts a sign-in identifier names, at most ``MAX_CANDIDATES``: the username's
+        first, then, for what looks like an address, the accounts with that email, oldest first."""
+        # NUL is in no identifier, and PostgreSQL refuses it in a query parameter (an error, not a miss).
+        if len(identifier) > MAX_USERNAME_LENGTH * 4 or "\x00" in identifier:
+            return []
+        key = username_key(identifier)
+        if "@" not in identifier:
+            found = self.session.execute(
+                select(Account).where(Account.username_key == key)
+            ).scalar_one_or_none()
+            return [found] if found is not None else []
+        address = identifier.strip().lower()
+        by_username = Account.username_key == key
+        statement = (
+            select(Account)
+            .where(by_username | (func.lower(Account.email) == address))
+            .order_by(case((by_username, 0), else_=1), Account.created_at, Account.id)
+            .limit(MAX_CANDIDATES)
+        )
+        return list(self.session.execute(statement).scalars())
+
+    def authenticate(self, identifier: str, password: str, context: SignInContext) -> Account:
         """Return the account if ``password`` is right and it may sign in; else raise why not.
 
-        The account is read, then the connection goes back to the pool before argon2: a slow hash,
-        or a connection dropped meanwhile, holds nobody else's. What follows (the audit of the
-        outcome, the records of ``SignInService``) is a new short transaction.
+        ``identifier`` is a username or an email address; where one address names several
+        accounts, the password decides among them (``candidates``).
+        The accounts are read, then the connection goes back to the pool before argon2: a slow
+        hash, or a connection dropped meanwhile, holds nobody else's. What follows (the audit of
+        the outcome, the records of ``SignInService``) is a new short transaction.
         """
-        account = None
-        # NUL is in no username, and PostgreSQL refuses it in a query parameter (an error, not a miss).
-        if (
-            len(username) <= MAX_USERNAME_LENGTH * 4
-            and len(password) <= MAX_PASSWORD_LENGTH
-            and "\x00" not in username
-        ):
-            account = self.find_by_username(username)
+        candidates = self.candidates(identifier) if len(password) <= MAX_PASSWORD_LENGTH else []
         self.session.commit()
-        if not self._guarded_check(username, account, password, context):
+        account = self._guarded_check(identifier, candidates, password, context)
+        if account is None:
             SIGNIN_FAILURES.inc()
-            audit(
-                self.session,
-                "signin.failed",
-                account_id=account.id if account is not None else None,
-                ip_address=context.ip_address,
-                reason="credentials",
-            )
+            named: list[str | None] = [candidate.id for candidate in candidates]
+            for account_id in named or [None]:
+                audit(
+                    self.session,
+                    "signin.failed",
+                    account_id=account_id,
+                    reason="credentials",
+                    **context.audited(),
+                )
             raise InvalidCredentials()
-        assert account is not None
         if account.status is AccountStatus.DISABLED:
-            audit(self.session, "signin.refused", account_id=account.id, reason="disabled")
+            audit(
+                self.session, "signin.refused", account_id=account.id, reason="disabled", **context.audited()
+            )
             raise AccountDisabled()
         if account.has_expired(self.clock.now()):
-            audit(self.session, "signin.refused", account_id=account.id, reason="expired")
+            audit(
+                self.session, "signin.refused", account_id=account.id, reason="expired", **context.audited()
+            )
             raise AccountExpired()
+        if account.temporary_password_expired(self.clock.now()):
+            audit(
+                self.session,
+                "signin.refused",
+                account_id=account.id,
+                reason="temporary_password_expired",
+                **context.audited(),
+            )
+            raise TemporaryPasswordExpired()
         if self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             audit(self.session, "password_hash.upgraded", account_id=account.id)
         reason = self.policies.change_due(account) if self.policies is not None else None
         if reason is not None:
-            audit(self.session, "signin.password_change_required", account_id=account.id, reason=reason.value)
+            audit(
+                self.session,
+                "signin.password_change_required",
+                account_id=account.id,
+                reason=reason.value,
+                **context.audited(),
+            )
             raise PasswordChangeRequired(account, reason)
         return account
 
@@ -142,71 +205,120 @@ class AccountService:
         account.last_login_at, account.last_login_ip = account.current_login_at, account.current_login_ip
         account.current_login_at, account.current_login_ip = self.clock.now(), context.ip_address
         account.login_count += 1
-        audit(self.session, "signin.succeeded", account_id=account.id, ip_address=context.ip_address)
+        audit(self.session, "signin.succeeded", account_id=account.id, **context.audited())
 
     def verify_password(self, account: Account, password: str, context: SignInContext) -> None:
         """Check ``account``'s current password (the change-password page) under the sign-in lockout.
 
-        A wrong password counts as a failed sign-in of the account's username (or of the
-        browser's device); raise ``InvalidCredentials``, ``LockedOut`` or ``HashingBusy``.
+        A wrong password counts as a failed sign-in of the account's username; raise
+        ``InvalidCredentials``, ``LockedOut`` or ``HashingBusy``.
         """
+        # No device is trusted here: a signed-in browser has one budget, the username's, whatever
+        # device cookies it holds (the device cookie is for the sign-in page).
+        untrusting = replace(context, devices=())
         if len(password) > MAX_PASSWORD_LENGTH or not self._guarded_check(
-            account.username, account, password, context
+            account.username, [account], password, untrusting
         ):
             SIGNIN_FAILURES.inc()
             audit(
                 self.session,
                 "password_check.failed",
                 account_id=account.id,
-                ip_address=context.ip_address,
+                **context.audited(),
             )
             raise InvalidCredentials()
 
     def _guarded_check(
-        self, username: str, account: Account | None, password: str, context: SignInContext
-    ) -> bool:
-        """Verify the password unless the lockout refuses; count the attempt; return whether it was right."""
+        self, identifier: str, candidates: list[Account], password: str, context: SignInContext
+    ) -> Account | None:
+        """Verify the password against the candidates the lockout lets through, each attempt
+        counted first; return the first candidate it is right for, if any.
+
+        The attempt counts against the typed identifier and against each candidate (its username,
+        or the browser's device where the device cookie vouches for it), so that switching
+        between username and email gains no guesses. A locked candidate is not verified; with
+        none left, or the identifier locked, the sign-in is refused without a password check,
+        and where the others do not match either, it is refused as locked too (the password may
+        well be the locked one's).
+        """
         if self.lockout is None:
             with self._hashing_slot():
-                return self._verify(account, password)
+                return self._verify(candidates, password)
+        subjects = self._lockout_subjects(identifier, candidates, context)
         try:
-            key, via = self._lockout_subject(username, account, context)
-            # The lock is read first so that a locked username never waits for an argon2 slot.
+            # Locks are read first so that a locked identifier never waits for an argon2 slot.
+            for subject in subjects:
+                if subject.account is None or len(subjects) == 1:
+                    self.lockout.check(subject.key)
             with self._hashing_slot():
-                started = self.lockout.begin(key)
-                right = self._verify(account, password)
+                started, locked = self._begin(subjects)
+                matched = self._verify(
+                    [subject.account for subject, _ in started if subject.account], password
+                )
+            for subject, attempt in started:
+                if matched is not None and subject.account in (None, matched):
+                    self.lockout.succeeded(attempt)
+                elif matched is None and self.lockout.failed(attempt):
+                    self._record_lock(attempt, subject.via, subject.account, context)
+            if matched is None and locked is not None:
+                raise locked
         except LockedOut:
             SIGNIN_LOCKED.inc()
             audit(
                 self.session,
                 "signin.refused",
-                account_id=account.id if account is not None else None,
-                ip_address=context.ip_address,
+                account_id=candidates[0].id if len(candidates) == 1 else None,
                 reason="locked",
+                **context.audited(),
             )
             raise
-        if right:
-            self.lockout.succeeded(started)
-        elif self.lockout.failed(started):
-            self._record_lock(started, via, account, context)
-        return right
+        return matched
 
-    def _lockout_subject(
-        self, username: str, account: Account | None, context: SignInContext
-    ) -> tuple[str, str]:
-        """Return the key this attempt counts against: the browser's device if trusted, else the username."""
+    def _lockout_subjects(
+        self, identifier: str, candidates: list[Account], context: SignInContext
+    ) -> list[Subject]:
+        """The counters an attempt counts against: each candidate's (its username's, or the
+        browser's device if trusted for it) and the typed identifier's, once each."""
         assert self.lockout is not None
-        if account is not None:
-            for device in context.devices:
-                if device.account_id == account.id:
-                    key = self.lockout.device_key(account.id, device.device_id)
-                    # A device that failed too often is trusted no more: it counts as any browser.
-                    if not self.lockout.is_locked(key):
-                        return key, "device"
-                    break
-        key = self.lockout.user_key(username)
-        self.lockout.check(key)
-        return key, "username"
+        subjects: list[Subject] = []
+        for account in candidates:
+            subjects.append(
+                self._device_subject(account, context)
+                or Subject(self.lockout.user_key(account.username), "username", account)
+            )
+        typed = self.lockout.user_key(identifier)
+        # Not where every candidate is counted by its device: the device cookie keeps its browser
+        # signing in while a stranger hammers the username (or the address).
+        if all(subject.via == "username" for subject in subjects) and typed not in {s.key for s in subjects}:
+            subjects.insert(0, Subject(typed, "username", None))
+        return subjects
+
+    def _device_subject(self, account: Account, context: SignInContext) -> Subject | None:
+        assert self.lockout is not None
+        for device in context.devices:
+            if device.account_id == account.id:
+                key = self.lockout.device_key(account.id, device.device_id)
+                # A device that failed too often is trusted no more: it counts as any browser.
+                return None if self.lockout.is_locked(key) else Subject(key, "device", account)
+        return None
+
+    def _begin(self, subjects: list[Subject]) -> tuple[list[tuple[Subject, Started]], LockedOut | None]:
+        """Count the attempt on every subject that is not locked; return those, and the lock of a
+        candidate left out (it is not verified). Raise ``LockedOut`` if the identifier, or every
+        candidate, is locked."""
+        assert self.lockout is not None
+        started: list[tuple[Subject, Started]] = []
+        refused: LockedOut | None = None
+        for subject in subjects:
+            try:
+                started.append((subject, self.lockout.begin(subject.key)))
+            except LockedOut as locked:
+                if subject.account is None:
+                    raise
+                refused = locked
+        if refused is not None and not any(subject.account for subject, _ in started):
+            raise refused
+        return started, refused
 
     def _record_lock(
         self, started: Started, via: str, account: Account | None, context: SignInContext
@@ -217,17 +329,20 @@ class AccountService:
             self.session,
             "account.locked" if via == "username" else "device.locked",
             account_id=account.id if account is not None else None,
-            ip_address=context.ip_address,
             failures=started.attempt.count,
             seconds=int(self.lockout.policy.duration.total_seconds()),
+            **context.audited(),
         )
 
-    def _verify(self, account: Account | None, password: str) -> bool:
-        if account is None:
-            # Equal cost whether or not the username exists: timing tells nothing.
+    def _verify(self, candidates: list[Account], password: str) -> Account | None:
+        """Return the first candidate ``password`` is right for; every one is verified, so the
+        time says nothing about which. With none, one verify of a placeholder: an unknown
+        identifier costs what a known one does."""
+        if not candidates:
             self.hasher.verify_dummy(password[:MAX_PASSWORD_LENGTH])
-            return False
-        return self.hasher.verify(account.password_hash, password)
+            return None
+        matches = [self.hasher.verify(account.password_hash, password) for account in candidates]
+        return next((account for account, right in zip(candidates, matches, strict=True) if right), None)
 
     def _hashing_slot(self) -> AbstractContextManager[None]:
         # The provider's hasher bounds concurrent argon2 runs (idp.accounts.hashing); hold its slot
@@ -293,6 +408,9 @@ class AccountService:
             password_hash=self.hasher.hash(password),
             password_changed_at=None if temporary else now,
             must_change_password=temporary,
+            temporary_password_expires_at=(
+                self.policies.temporary_until() if temporary and self.policies is not None else None
+            ),
             status=status,
             # An operator's confirmed account vouches for its address; a registration does not yet.
             email_verified_at=now if status is AccountStatus.CONFIRMED else None,

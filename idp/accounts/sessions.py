@@ -9,6 +9,7 @@ from typing import cast
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import joinedload
 
 from idp.accounts.models import Account, OPSession, SessionClient
 from idp.clock import Clock
@@ -18,6 +19,8 @@ from idp.tokens import new_secret, secret_hash
 
 # Writing last_seen_at on every request would make every page a write; a minute is precise enough.
 TOUCH_INTERVAL = timedelta(seconds=60)
+# How far back the worker looks for accounts that expired (it runs every few seconds).
+EXPIRY_SWEEP = timedelta(days=1)
 
 
 # Written with Core INSERTs: a session starts on every sign-in (bench/signin_vs_argon2.py).
@@ -95,20 +98,24 @@ class SessionService:
         return now - last_seen_at > self.policy.idle or now - created_at > self.policy.absolute
 
     def find(self, cookie_value: str | None) -> OPSession | None:
-        """Return the live session behind ``cookie_value``; a timed-out one is not live.
+        """Return the live session behind ``cookie_value``; a timed-out one is not live, nor one of
+        an account that is disabled or past its expiry.
 
-        A timed-out row is left for ``end_timed_out`` (the worker), which tells its portals. Seeing
-        the session again moves its last-seen time, at most once a minute (committed at once).
+        Such a row is left for the worker (``end_timed_out``, ``end_expired``), which tells its
+        portals. Seeing the session again moves its last-seen time, at most once a minute
+        (committed at once).
         """
         if not cookie_value or len(cookie_value) > 100:
             return None
         row = self.session.execute(
-            select(OPSession).where(OPSession.token_hash == secret_hash(cookie_value))
+            select(OPSession)
+            .options(joinedload(OPSession.account))
+            .where(OPSession.token_hash == secret_hash(cookie_value))
         ).scalar_one_or_none()
         if row is None:
             return None
         now = self.clock.now()
-        if self._timed_out(row.last_seen_at, row.created_at, now):
+        if self._timed_out(row.last_seen_at, row.created_at, now) or not row.account.is_available(now):
             return None
         if now - row.last_seen_at > TOUCH_INTERVAL:
             row.last_seen_at = now
@@ -156,11 +163,30 @@ class SessionService:
             self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
         return ended
 
-    def end_all(self, account_id: str) -> list[EndedSession]:
-        """End every session of the account (a password reset); return them for their portals."""
+    def end_expired(self, *, within: timedelta = EXPIRY_SWEEP, limit: int = 500) -> list[EndedSession]:
+        """End up to ``limit`` sessions of accounts whose expiry came in the last ``within``; return them.
+
+        Through the index on ``account.expires_at``: the accounts that expired long ago were swept
+        then (and a session of theirs is refused at use anyway, ``find``).
+        """
+        now = self.clock.now()
         rows = self.session.execute(
-            select(OPSession.id, OPSession.sid).where(OPSession.account_id == account_id)
+            select(OPSession.id, OPSession.sid, OPSession.account_id)
+            .join(Account, Account.id == OPSession.account_id)
+            .where(Account.expires_at <= now, Account.expires_at > now - within)
+            .limit(limit)
         ).all()
+        ended = [self._ending(row.id, row.sid, row.account_id) for row in rows]
+        if rows:
+            self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
+        return ended
+
+    def end_all(self, account_id: str, *, keep: str | None = None) -> list[EndedSession]:
+        """End every session of the account but ``keep`` (an OP session id); return them for their portals."""
+        statement = select(OPSession.id, OPSession.sid).where(OPSession.account_id == account_id)
+        if keep is not None:
+            statement = statement.where(OPSession.id != keep)
+        rows = self.session.execute(statement).all()
         ended = [self._ending(row.id, row.sid, account_id) for row in rows]
         if rows:
             self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))

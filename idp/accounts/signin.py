@@ -23,6 +23,7 @@ from idp.accounts.service import (
     InvalidCredentials,
     PasswordChangeRequired,
     SignInContext,
+    TemporaryPasswordExpired,
 )
 from idp.accounts.sessions import EndedSession, SessionService
 from idp.audit import audit
@@ -42,6 +43,7 @@ REFUSALS = (
     LockedOut,
     AccountDisabled,
     AccountExpired,
+    TemporaryPasswordExpired,
     PasswordChangeRequired,
     EmailNotVerified,
 )
@@ -82,7 +84,13 @@ class SignInService:
         try:
             account = self.accounts.authenticate(username, password, context)
             if account.status is AccountStatus.PENDING and self.options.current().require_email_verification:
-                audit(self.session, "signin.refused", account_id=account.id, reason="email_unverified")
+                audit(
+                    self.session,
+                    "signin.refused",
+                    account_id=account.id,
+                    reason="email_unverified",
+                    **context.audited(),
+                )
                 raise EmailNotVerified()
         except REFUSALS:
             self.session.commit()
@@ -104,8 +112,15 @@ class SignInService:
         Raises ``ChangeRefused`` or ``LockedOut`` (a wrong current password counts as a failed
         sign-in), as ``PreferencesService.change_password`` does.
         """
+        # Like a reset: whoever knew the old password is signed out everywhere.
         self.preferences().change_password(
-            account, current=current, new=new, confirm=confirm, context=context, required=True
+            account,
+            current=current,
+            new=new,
+            confirm=confirm,
+            context=context,
+            required=True,
+            sign_out_others=True,
         )
         return self.complete(account, context=context, browser_session=browser_session)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
+from datetime import UTC, datetime
 
 import click
 
-from idp.accounts.models import AccountType
-from idp.accounts.passwords import MAX_PASSWORD_LENGTH, temporary_password
+from idp.accounts.administration import AccountAdministration, TemporaryPasswordRefused
+from idp.accounts.models import Account, AccountType
 from idp.accounts.service import UsernameTaken
+from idp.accounts.views.messages import password_message
 from idp.cli.common import fail, services
 from idp.students.guardianship import UnknownStudent
 from idp.students.relationships import UnknownRelationship
@@ -82,34 +85,114 @@ def accounts_unlock(username: str) -> None:
     if health is None:
         fail("IDP_REDIS_URL=memory:// keeps the counters inside the running provider; restart it")
     was_locked = built.accounts().unlock(username)
-    if health.fallback_active:
-        fail(f"Redis at {built.settings.redis_url} is unavailable; nothing was unlocked")
     built.session.commit()
     click.echo(f"unlocked {username.strip()}" if was_locked else f"{username.strip()} was not locked")
+    if health.fallback_active:
+        # The database's counters were unlocked (and committed); Redis, unreachable, may still
+        # hold the lock, which would apply again when it answers.
+        raise click.ClickException(
+            f"Redis at {built.settings.redis_url} is unavailable and may still hold a lock; "
+            "run this command again once it answers"
+        )
+
+
+def _administration() -> AccountAdministration:
+    # The audit trail names who acted: here the operating-system user running the command.
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return services().administration(actor=f"cli:{user}")
+
+
+def _account(username: str) -> Account:
+    account = services().accounts().find_by_username(username) if "\x00" not in username else None
+    if account is None:
+        fail(f"no account with the username {username.strip()!r}")
+    return account
 
 
 @accounts.command(
     "set-temporary-password",
-    help="Give the account a new password to change at its next sign-in; print it once.",
+    help="Give the account a generated password to change at its next sign-in; print it once. "
+    "It stops working after IDP_TEMPORARY_PASSWORD_SECONDS, and the account is signed out everywhere.",
 )
 @click.argument("username")
-@click.option("--password-stdin", is_flag=True, help="Read the temporary password from standard input.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input; it must pass the policy."
+)
 def accounts_set_temporary_password(username: str, password_stdin: bool) -> None:
-    built = services()
-    account = built.accounts().find_by_username(username)
-    if account is None:
-        fail(f"no account with the username {username.strip()!r}")
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else temporary_password()
-    if not password:
+    account = _account(username)
+    chosen = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    if chosen is not None and not chosen:
         fail("the password may not be empty")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        fail(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
-    # Whoever knew the old password is signed out everywhere (the reason staff set a new one).
-    ended = built.recovery().set_temporary_password(account, password)
-    built.backchannel().tell(ended)
+    try:
+        given = _administration().set_temporary_password(account, chosen)
+    except TemporaryPasswordRefused as refused:
+        # The pages' own words for each rule it breaks.
+        fail(" ".join(password_message(violation, refused.rules) for violation in refused.violations))
     click.echo(
-        f"{account.username} must change this password at the next sign-in; {len(ended)} session(s) ended",
+        f"{account.username} must change this password at the next sign-in, before "
+        f"{given.expires_at:%Y-%m-%d %H:%M} UTC; {given.ended_sessions} session(s) ended",
         err=True,
     )
-    if not password_stdin:
-        click.echo(password)
+    if chosen is None:
+        click.echo(given.password)
+
+
+@accounts.command("disable", help="Keep the account out, and sign it out everywhere at once.")
+@click.argument("username")
+@click.option("--reason", required=True, help="Why, for the audit trail and the staff who look later.")
+def accounts_disable(username: str, reason: str) -> None:
+    account = _account(username)
+    try:
+        ended = _administration().disable(account, reason=reason)
+    except ValueError as error:
+        fail(str(error))
+    click.echo(f"disabled {account.username}; {ended} session(s) ended", err=True)
+
+
+@accounts.command("enable", help="Let a disabled account sign in again.")
+@click.argument("username")
+def accounts_enable(username: str) -> None:
+    account = _account(username)
+    if _administration().enable(account):
+        click.echo(f"enabled {account.username}", err=True)
+    else:
+        click.echo(f"{account.username} was not disabled", err=True)
+
+
+@accounts.command(
+    "expire",
+    help="Set when the account expires: an ISO 8601 date or time (UTC unless it says otherwise), "
+    "'now', or 'never'. An account that expires is signed out everywhere at that time.",
+)
+@click.argument("username")
+@click.option("--at", "at_text", required=True, metavar="DATE|never")
+def accounts_expire(username: str, at_text: str) -> None:
+    account = _account(username)
+    try:
+        at = _expiry(at_text)
+    except ValueError:
+        fail(
+            "--at takes a date like 2027-06-30, a time like 2027-06-30T17:00-07:00, now or never;"
+            f" not {at_text!r}"
+        )
+    ended = _administration().expire(account, at)
+    when = "never" if at is None else f"at {at:%Y-%m-%d %H:%M} UTC"
+    click.echo(f"{account.username} expires {when}; {ended} session(s) ended", err=True)
+
+
+def _expiry(text: str) -> datetime | None:
+    text = text.strip().lower()
+    if text == "never":
+        return None
+    if text == "now":
+        return services().clock.now()
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    at = at.astimezone(UTC)
+    if not 2000 <= at.year <= 9000:
+        raise ValueError(text)
+    return at

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from idp.accounts.district import OPTION_NAMES
-from idp.accounts.password_policy import PasswordRules, UnknownSchool
+from idp.accounts.password_policy import DepartureRule, PasswordRules, UnknownSchool
 from idp.cli.common import fail, services
 
 
@@ -24,6 +24,39 @@ def _rules_summary(rules: PasswordRules) -> dict[str, Any]:
         "block_common": rules.block_common,
         "block_context": rules.block_context,
     }
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` and ``noun``, plural unless the number is one."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _what(rule: DepartureRule, rules: PasswordRules) -> str:
+    """Say what ``rules`` do where they depart by ``rule``."""
+    days = rules.max_age.days if rules.max_age else 0
+    return {
+        DepartureRule.MIN_LENGTH: f"a minimum length of {_count(rules.min_length, 'character')}",
+        DepartureRule.MAX_LENGTH: f"a maximum length of {_count(rules.max_length, 'character')}",
+        DepartureRule.REQUIRE_UPPER_LOWER: "composition rules (upper and lower case)",
+        DepartureRule.REQUIRE_LETTER_NUMBER: "composition rules (a letter and a number)",
+        DepartureRule.REQUIRE_SPECIAL: "composition rules (a special character)",
+        DepartureRule.MAX_AGE: f"periodic expiry (after {_count(days, 'day')})",
+        DepartureRule.BLOCK_COMMON: "the common-password blocklist turned off",
+        DepartureRule.BLOCK_CONTEXT: "the context-word blocklist turned off",
+    }[rule]
+
+
+def _departure_lines(rules: PasswordRules) -> list[str]:
+    """Word each departure of ``rules`` from NIST SP 800-63B-4 on a line of its own."""
+    return [
+        f"departs from NIST SP 800-63B-4: {_what(departure.rule, rules)} — {departure.reason}"
+        for departure in rules.departures()
+    ]
+
+
+def _departures_json(rules: PasswordRules) -> list[dict[str, str]]:
+    """Return each departure of ``rules`` as its rule and its reason."""
+    return [{"rule": str(departure.rule), "reason": departure.reason} for departure in rules.departures()]
 
 
 # --- policy -------------------------------------------------------------------------------
@@ -51,6 +84,8 @@ def policy_set(school_code: str | None, **changes: Any) -> None:
         fail(str(error))
     services().session.commit()
     click.echo(f"{school_code or 'district'}: {json.dumps(_rules_summary(rules))}", err=True)
+    for line in _departure_lines(rules):
+        click.echo(line, err=True)
 
 
 @policy.command("reset", help="Drop a school's own policy (or the district's: back to NIST's).")
@@ -66,16 +101,22 @@ def policy_reset(school_code: str | None) -> None:
 @policy.command("show", help="Show the district default and every school's own policy.")
 @click.option("--json", "as_json", is_flag=True)
 def policy_show(as_json: bool) -> None:
-    rows = [
-        (code or "district", _rules_summary(rules))
-        for code, rules in services().password_policies().all_policies()
-    ]
+    rows = [(code or "district", rules) for code, rules in services().password_policies().all_policies()]
     if as_json:
-        click.echo(json.dumps({scope: summary for scope, summary in rows}))
+        click.echo(
+            json.dumps(
+                {
+                    scope: {**_rules_summary(rules), "departures": _departures_json(rules)}
+                    for scope, rules in rows
+                }
+            )
+        )
         return
-    for scope, summary in rows:
-        rules = " ".join(f"{name}={value}" for name, value in summary.items())
-        click.echo(f"{scope:12} {rules}")
+    for scope, rules in rows:
+        shown = " ".join(f"{name}={value}" for name, value in _rules_summary(rules).items())
+        click.echo(f"{scope:12} {shown}")
+        for line in _departure_lines(rules):
+            click.echo(f"{'':12} {line}")
 
 
 # --- district -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Redis outages: the in-process counters stand in while Redis does not answer, then Redis again."""
+"""Redis outages: the database's counters stand in while Redis does not answer, then Redis again."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from idp.counters.store import Attempt, CounterStore, Threshold, Window
 log = logging.getLogger("idp.redis")
 T = TypeVar("T")
 
-REDIS_ERRORS = Counter("idp_redis_errors", "Redis commands that failed and fell back to memory.")
+REDIS_ERRORS = Counter("idp_redis_errors", "Redis commands that failed and fell back to the database.")
 
 RETRY_SECONDS = 1.0  # while Redis is down, one command tries it again this often
 LOG_EVERY_SECONDS = 60.0  # an outage is logged when it starts, then at most this often
@@ -62,8 +62,8 @@ class RedisHealth:
                 self._last_log = now
                 self._failures_since_log = 0
                 log.warning(
-                    "Redis is unavailable (%s); counting sign-in failures and rate limits in this "
-                    "process until it answers again",
+                    "Redis is unavailable (%s); counting sign-in failures and rate limits in the "
+                    "database until it answers again",
                     error,
                 )
             elif now - self._last_log >= self.log_every_seconds:
@@ -89,7 +89,7 @@ class RedisHealth:
 
 
 class FallbackCounters:
-    """``primary`` (Redis) while it answers; ``fallback`` (this process) while it does not."""
+    """``primary`` (Redis) while it answers; ``fallback`` (the database) while it does not."""
 
     def __init__(self, primary: CounterStore, fallback: CounterStore, health: RedisHealth) -> None:
         self.primary = primary

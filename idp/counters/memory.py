@@ -1,5 +1,5 @@
-"""Counters in this process: ``memory://`` (one development process), and the fallback while
-Redis is down. Time is the injected clock's, so tests move it instead of sleeping."""
+"""Counters in this process: ``memory://``, for one development process (Redis's fallback is the
+database). Time is the injected clock's, so tests move it instead of sleeping."""
 
 from __future__ import annotations
 

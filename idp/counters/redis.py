@@ -65,11 +65,22 @@ class RedisCounters:
         return Window(int(value or 0), timedelta(milliseconds=max(int(left), 0)))
 
     def reset(self, key: str) -> bool:
+        return self.forget(key)[0]
+
+    def forget(self, key: str) -> tuple[bool, bool]:
+        """Delete the lock and the count of ``key``; return whether each was there."""
         pipe = self.client.pipeline()
         pipe.delete(lock_key(key))
         pipe.delete(key)
-        was_locked, _ = pipe.execute()
-        return bool(was_locked)
+        was_locked, was_counted = pipe.execute()
+        return bool(was_locked), bool(was_counted)
+
+    def lock(self, key: str, duration: timedelta) -> None:
+        """Lock ``key`` for ``duration`` (a lock the database kept); the count starts again after it."""
+        pipe = self.client.pipeline()
+        pipe.set(lock_key(key), 0, px=_ms(duration))
+        pipe.delete(key)
+        pipe.execute()
 
     def increment(self, key: str, window: timedelta, amount: int = 1) -> Window:
         count, left = (int(x) for x in self._increment(keys=[key], args=(_ms(window), amount)))

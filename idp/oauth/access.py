@@ -8,7 +8,7 @@ from typing import Any
 
 from joserfc.errors import JoseError
 
-from idp.accounts.models import Account, AccountStatus
+from idp.accounts.models import Account
 from idp.clock import Clock
 from idp.db import DbSession
 from idp.keys.ring import KeyRing
@@ -155,7 +155,7 @@ class AccessTokens:
 
     def _available_account(self, account_id: str) -> Account | None:
         account = self.session.get(Account, account_id) if account_id else None
-        return account if account is not None and account.status is not AccountStatus.DISABLED else None
+        return account if account is not None and account.is_available(self.clock.now()) else None
 
     def _now(self) -> int:
         return int(self.clock.now().timestamp())

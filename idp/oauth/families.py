@@ -200,15 +200,17 @@ class TokenFamilyService:
         if family is not None:
             self.revoke(family, reason=reason)
 
-    def revoke_for_account(self, account_id: str, *, reason: str) -> int:
-        """Revoke every live family of the account (a password reset); return how many."""
-        families = list(
-            self.session.execute(
-                select(RefreshTokenFamily).where(
-                    RefreshTokenFamily.account_id == account_id, RefreshTokenFamily.revoked_at.is_(None)
-                )
-            ).scalars()
+    def revoke_for_account(self, account_id: str, *, reason: str, keep_sid: str | None = None) -> int:
+        """Revoke every live family of the account (a password reset) but those of the OP session
+        ``keep_sid`` (the browser that changed its password); return how many."""
+        statement = select(RefreshTokenFamily).where(
+            RefreshTokenFamily.account_id == account_id, RefreshTokenFamily.revoked_at.is_(None)
         )
+        if keep_sid is not None:
+            statement = statement.where(
+                RefreshTokenFamily.sid.is_(None) | (RefreshTokenFamily.sid != keep_sid)
+            )
+        families = list(self.session.execute(statement).scalars())
         for family in families:
             self.revoke(family, reason=reason)
         return len(families)

@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 
-from idp.accounts.models import Account, AccountStatus
+from idp.accounts.models import Account
 from idp.db import new_id
 from idp.oauth.codes import SignedInUser
 from idp.oauth.families import FoundRefreshToken, RefreshTokenRejected
@@ -93,7 +93,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def authenticate_user(self, code: AuthorizationCode) -> Grantee:
         if code.used_at is not None:
             self._refuse_replay(code)
-        if code.account.status is AccountStatus.DISABLED:
+        if not code.account.is_available(self.services.clock.now()):
             raise InvalidGrantError("The account behind this code is not available.")
         # Authlib would issue twice for two concurrent redemptions; one UPDATE decides the winner.
         if not self.services.codes().consume(code):
@@ -142,7 +142,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def authenticate_user(self, refresh_token: FoundRefreshToken) -> Grantee:
         account = self.services.session.get(Account, refresh_token.family.account_id)
-        if account is None or account.status is AccountStatus.DISABLED:
+        if account is None or not account.is_available(self.services.clock.now()):
             raise InvalidGrantError("The account behind this refresh token is not available.")
         return Grantee(account, family_id=refresh_token.family.id)
 

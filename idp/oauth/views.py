@@ -65,8 +65,9 @@ SINGLE_VALUED = (
 MAX_PARAM_LENGTH = 2000
 # Parameters stored in a column narrower than MAX_PARAM_LENGTH (authorization_code.nonce), or wider.
 MAX_PARAM_LENGTHS = {"nonce": 500, "id_token_hint": 16_384}
-# C0 controls and DEL: never in a genuine request; NUL cannot even be stored in PostgreSQL text.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls and DEL: never in a genuine request. A NUL arrives as U+FFFD (idp.web.parameters),
+# which no genuine request holds either.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\ufffd]")
 # Authlib copies these into error descriptions, which RFC 6749 limits to %x20-21 / %x23-5B / %x5D-7E;
 # anything else there makes it raise ValueError (a 500) instead of answering the error.
 ECHOED_IN_ERRORS = ("redirect_uri", "response_type")

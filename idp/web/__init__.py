@@ -4,13 +4,14 @@ error pages, rate limits, health and metrics."""
 from __future__ import annotations
 
 import flask_babel
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from idp.extensions import babel, csrf
 from idp.services import Services
 from idp.web.context import services
+from idp.web.parameters import ParametersRequest
 
 UI_LOCALES_KEY = "idp.ui_locales"
 LANGUAGE_COOKIE = "idp_lang"
@@ -21,6 +22,7 @@ def init_web(app: Flask, built: Services) -> None:
     """Cookies scoped by host, CSRF on every form, Babel, the proxies we trust, security headers."""
     settings = built.settings
     secure = settings.uses_https
+    app.request_class = ParametersRequest
     # Flask's signed cookie only carries the CSRF secret; the OP session is a server-side row.
     app.config.update(
         SESSION_COOKIE_NAME="__Host-idp_form" if secure else "idp_form",
@@ -41,14 +43,22 @@ def init_web(app: Flask, built: Services) -> None:
     babel.init_app(app, locale_selector=select_locale)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+        # The client's address and protocol only: the host is IDP_ISSUER's, never a header's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
     app.context_processor(lambda: {"languages": settings.languages, "current_locale": select_locale()})
     app.after_request(_remember_language)
     app.after_request(_security_headers)
+    if settings.is_production:
+        hsts = f"max-age={settings.hsts_seconds}" + (
+            "; includeSubDomains" if settings.hsts_include_subdomains else ""
+        )
+        app.after_request(lambda response: _strict_transport(response, hsts))
 
 
 def select_locale() -> str:
     languages = services().settings.languages
+    if not has_request_context():
+        return languages[0]  # a command (idp …): the district's first language
     chosen = request.args.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     if chosen in languages:
         return chosen
@@ -93,4 +103,10 @@ def _security_headers(response: Response) -> Response:
             "default-src 'self'; frame-ancestors 'none'; form-action 'self' http: https:",
         )
         response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _strict_transport(response: Response, value: str) -> Response:
+    # Every answer, pages and JSON alike: a browser remembers HTTPS for the host from any of them.
+    response.headers.setdefault("Strict-Transport-Security", value)
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Flask
@@ -27,6 +28,8 @@ def configure(app: Flask, settings: Settings) -> None:
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not database_url.startswith("sqlite")},
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their order (issuer first)
+    # Authlib logs each token it issues at DEBUG ("Issue token %r"): never that, whatever the root level.
+    logging.getLogger("authlib").setLevel(logging.INFO)
 
 
 def init_db(app: Flask) -> None:
@@ -36,9 +39,12 @@ def init_db(app: Flask) -> None:
 
 
 def init_services(app: Flask, settings: Settings, *, clock: Clock) -> Services:
+    with app.app_context():
+        engine = db.engine  # made by init_db; Flask-SQLAlchemy hands it out inside the app only
     services = Services(
         settings,
         session=db.session,
+        engine=engine,
         clock=clock,
         secret_key=app.config["SECRET_KEY"],
         instance_path=Path(app.instance_path),

@@ -14,6 +14,8 @@ from idp.web.cookies import device_cookie_name, session_cookie_name
 SERVICES_KEY = "idp.services"
 OAUTH_SERVER_KEY = "idp.oauth_server"
 OP_SESSION_KEY = "idp.op_session"
+# Longer User-Agent strings are cut: the audit trail needs to recognise a browser, not store essays.
+MAX_USER_AGENT = 256
 
 
 def services() -> Services:
@@ -48,13 +50,20 @@ def client_ip() -> str | None:
 
 
 def user_agent() -> str | None:
-    return request.headers.get("User-Agent")
+    """The browser's User-Agent as the audit trail keeps it: bounded, printable."""
+    value = request.headers.get("User-Agent")
+    if value is None:
+        return None
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in value[:MAX_USER_AGENT])
 
 
-def signin_context() -> SignInContext:
-    """Return who is signing in: address, browser, and the devices its device cookie vouches for."""
+def signin_context(client_id: str | None = None) -> SignInContext:
+    """Return who is signing in: address, browser, the devices its device cookie vouches for,
+    and the portal (``client_id``) of the authorization request it is for."""
     trusted = services().devices.read(request.cookies.get(device_cookie_name()))
-    return SignInContext(ip_address=client_ip(), user_agent=user_agent(), devices=trusted)
+    return SignInContext(
+        ip_address=client_ip(), user_agent=user_agent(), devices=trusted, client_id=client_id
+    )
 
 
 def deliver_mail_now() -> None:

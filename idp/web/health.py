@@ -13,7 +13,7 @@ from idp.web.context import services
 bp = Blueprint("ops", __name__)
 
 FALLBACK_ACTIVE = Gauge(
-    "idp_redis_fallback_active", "1 while Redis is unavailable and counters are kept in this process."
+    "idp_redis_fallback_active", "1 while Redis is unavailable and counters are kept in the database."
 )
 
 
@@ -44,9 +44,9 @@ def readyz() -> Response:
         except RedisError as error:
             checks["redis"] = "unavailable"
             health.failed(error)
-    # Without Redis, sign-in goes on with this process's own counters: degraded, still ready
-    # (taking every process out of the load balancer would turn a Redis outage into a full one).
-    checks["counters"] = "per-process fallback" if health is not None and health.fallback_active else "shared"
+    # Without Redis, sign-in goes on with the database's counters: degraded, still ready (taking
+    # every process out of the load balancer would turn a Redis outage into a full one).
+    checks["counters"] = "database fallback" if health is not None and health.fallback_active else "shared"
     ready = checks["database"] == "ok"
     status = "not ready" if not ready else "degraded" if checks["redis"] == "unavailable" else "ready"
     response = jsonify(status=status, checks=checks)

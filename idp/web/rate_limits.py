@@ -1,7 +1,7 @@
 """Per-address rate limits on the pages people post to and on /token (Flask-Limiter).
 
 The counts are the deployment's counters (``idp.counters``): Redis shared by every process, the
-process's own counters while Redis is down. Each limit reads its ``IDP_RATE_LIMIT_*`` setting at
+database's while Redis is down. Each limit reads its ``IDP_RATE_LIMIT_*`` setting at
 request time; a breach answers 429 with ``Retry-After`` (``idp.web.errors``).
 """
 

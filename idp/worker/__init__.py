@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from idp.accounts.sessions import EndedSession
 from idp.audit import audit
 from idp.mail.delivery import deliver_due
 from idp.services import Services
@@ -43,9 +44,13 @@ class Worker:
             )
             if pruned.total:
                 self.report(f"pruned {pruned.describe()}")
-        ended = self.end_timed_out_sessions()
+        # Until then a timed-out session, or one of an expired account, is refused at use.
+        ended = self.end_sessions(built.sessions().end_timed_out(), "op_session.timed_out")
         if ended:
             self.report(f"ended {ended} timed-out session(s)")
+        ended = self.end_sessions(built.sessions().end_expired(), "op_session.account_expired")
+        if ended:
+            self.report(f"ended {ended} session(s) of expired accounts")
         told, not_told = built.backchannel().retry_due()
         if told or not_told:
             self.report(f"back-channel logout retries: delivered {told}, failed {not_told}")
@@ -60,12 +65,11 @@ class Worker:
         if sent or failed or always_report:
             self.report(f"sent {sent}, failed {failed}")
 
-    def end_timed_out_sessions(self) -> int:
-        """End sessions past their timeouts and tell their portals (Back-Channel Logout 1.0)."""
+    def end_sessions(self, ended: list[EndedSession], event: str) -> int:
+        """Audit the ended sessions and tell their portals (Back-Channel Logout 1.0)."""
         built = self.services
-        ended = built.sessions().end_timed_out()
         for gone in ended:
-            audit(built.session, "op_session.timed_out", account_id=gone.account_id, sid=gone.sid)
+            audit(built.session, event, account_id=gone.account_id, sid=gone.sid)
         built.session.commit()
         built.backchannel().tell(gone for gone in ended if gone.client_ids)
         return len(ended)

@@ -1,6 +1,7 @@
 """Deleting rows nobody can use any more, once they have been kept for the retention time.
 
-A row stops being usable when it expires, is used up, is revoked, or (mail) is sent or given up;
+A row stops being usable when it expires, is used up, is revoked, or (mail) is sent or given up
+(a counter entry past its window and its lock goes at once);
 it is kept ``IDP_RETENTION_SECONDS`` longer (30 days by default) so that a replayed code or a
 reused refresh token is still recognised, and so that operators can still read what happened.
 The audit log, accounts, consents and password history are never pruned here. ``idp worker``
@@ -16,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, delete, or_, select
 
 from idp.accounts.recovery_models import RecoveryToken
+from idp.counters.models import CounterEntry
 from idp.db import DbSession
 from idp.mail.delivery import MAX_ATTEMPTS
 from idp.mail.models import OutboundEmail
@@ -32,6 +34,7 @@ class Pruned:
     refresh_tokens: int = 0
     recovery_tokens: int = 0
     mails: int = 0
+    counters: int = 0
 
     @property
     def total(self) -> int:
@@ -83,6 +86,14 @@ def prune(session: DbSession, *, now: datetime, keep: timedelta) -> Pruned:
             or_(OutboundEmail.sent_at.is_not(None), OutboundEmail.attempts >= MAX_ATTEMPTS),
         )
     )
+    # A counter entry (idp.counters.database) past its window and its lock counts nothing and locks
+    # nothing: it goes at once, not after the retention time.
+    counters = rows(
+        delete(CounterEntry).where(
+            or_(CounterEntry.count_ends.is_(None), CounterEntry.count_ends <= now),
+            or_(CounterEntry.locked_until.is_(None), CounterEntry.locked_until <= now),
+        )
+    )
     session.commit()
     return Pruned(
         authorization_requests=requests,
@@ -91,4 +102,5 @@ def prune(session: DbSession, *, now: datetime, keep: timedelta) -> Pruned:
         refresh_tokens=refresh_tokens,
         recovery_tokens=recovery_tokens,
         mails=mails,
+        counters=counters,
     )

@@ -22,7 +22,7 @@ THRESHOLD = 10
 LOCK_SECONDS = 5
 INVALID = "Invalid username or password."
 LOCKED = re.compile(
-    r"This account is locked because of too many failed sign-in attempts\. Try again in \d+ minutes\."
+    r"This account is locked because of too many failed sign-in attempts\. Try again in \d+ minutes?\."
 )
 VERIFIES = re.compile(r"^idp_argon2_verifications_total (\d+)(?:\.0)?$", re.MULTILINE)
 # The provider's real argon2 cost (tens of milliseconds a verify), so that attempts truly overlap:

@@ -70,14 +70,14 @@ def test_signin_survives_a_redis_outage_and_uses_redis_again(
             statuses.append(response.status_code)
             return response
 
-        # Sign-in still answers, on this process's own counters.
+        # Sign-in still answers, on the database's counters.
         assert signin(district.username, district.password).status_code == 303
         ready = requests.get(f"{provider.url}/readyz", timeout=HTTP_TIMEOUT)
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {
             "database": "ok",
             "redis": "unavailable",
-            "counters": "per-process fallback",
+            "counters": "database fallback",
         }
         assert fallback_active(provider)
         # ... and still locks ...
@@ -91,7 +91,7 @@ def test_signin_survives_a_redis_outage_and_uses_redis_again(
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert set(statuses) <= {200, 303, 429}  # never a 500
 
-        redis_server.start()  # the same port, empty: the outage's counts stay in the process
+        redis_server.start()  # the same port, empty: the outage's counts stay in the database
         deadline = time.monotonic() + 10
         while fallback_active(provider):
             assert time.monotonic() < deadline, "the provider did not go back to Redis"

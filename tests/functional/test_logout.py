@@ -37,12 +37,6 @@ def username(make_account) -> str:
 
 
 @pytest.fixture
-def receiver() -> Any:
-    with backchannel_receiver() as running:
-        yield running
-
-
-@pytest.fixture
 def portal(make_client, receiver: Receiver):
     return make_client(post_logout_redirect_uris=[POST_LOGOUT], backchannel_logout_uri=receiver.url)
 

@@ -216,6 +216,21 @@ def test_a_link_works_once(client: FlaskClient, make_parent, inbox: Inbox, mail_
     assert "not valid" in again.get_data(as_text=True)
 
 
+def test_a_newer_link_kills_the_older_unused_ones(
+    client: FlaskClient, make_parent, inbox: Inbox, mail_worker, clock: FrozenClock
+):
+    account = make_parent()
+    first = reset_link(client, inbox, mail_worker, account)
+    clock.advance(timedelta(minutes=1))
+    second = reset_link(client, inbox, mail_worker, account)
+
+    older = client.get(first.removeprefix("http://localhost"))
+
+    assert older.status_code == 400
+    assert "not valid" in older.get_data(as_text=True)
+    assert submit_reset(client, second, account.username).status_code == 303
+
+
 def test_a_link_older_than_its_life_is_refused(
     client: FlaskClient, make_parent, inbox: Inbox, mail_worker, clock: FrozenClock
 ):

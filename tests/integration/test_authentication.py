@@ -105,7 +105,7 @@ def test_unknown_username_costs_one_dummy_verify(app):
     assert hasher.calls == ["verify_dummy"]
     failed = db.session.execute(select(AuditEvent).where(AuditEvent.name == "signin.failed")).scalar_one()
     assert failed.account_id is None
-    assert failed.details == {"reason": "credentials"}
+    assert failed.details == {"reason": "credentials", "user_agent": HOME.user_agent}
 
 
 def test_overlong_username_costs_one_dummy_verify_without_a_lookup(make_account):

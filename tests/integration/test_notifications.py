@@ -6,14 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import current_app
 from sqlalchemy import select
 
 from idp.accounts.models import Account
 from idp.accounts.preferences import ChangeRefused, PreferencesService
 from idp.accounts.registration import StudentEntry
 from idp.accounts.service import SignInContext
-from idp.accounts.verification import EmailVerification
 from idp.extensions import db
 from idp.mail.compose import Composed, TemplateComposer, UnknownMessageKind
 from idp.mail.models import OutboundEmail
@@ -27,26 +25,7 @@ NEW_PASSWORD = "lantern-orchard-velvet-93"
 
 
 def preferences() -> PreferencesService:
-    """The service as ``Services.preferences`` builds it, with a verification link that needs no request."""
-    rt = services()
-    options = services().district_options().current()
-    return PreferencesService(
-        db.session,
-        accounts=rt.accounts(),
-        policies=services().password_policies(),
-        registration=services().registration(options),
-        guardianship=rt.guardianship(),
-        verification=EmailVerification(
-            db.session,
-            secret_key=current_app.config["SECRET_KEY"],
-            clock=rt.clock,
-            outbox=services().outbox(),
-            composer=TemplateComposer(),
-            link=lambda token: f"http://localhost/verify/{token}",
-        ),
-        notifier=services().notifier(),
-        options=options,
-    )
+    return services().preferences()
 
 
 def mails() -> list[OutboundEmail]:

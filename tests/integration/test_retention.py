@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from idp.accounts.models import Account
 from idp.accounts.recovery_models import RecoveryPurpose, RecoveryToken
 from idp.clock import FrozenClock
+from idp.counters.models import CounterEntry
 from idp.extensions import db
 from idp.mail.delivery import MAX_ATTEMPTS
 from idp.mail.models import OutboundEmail
@@ -182,6 +183,21 @@ def test_finished_mail_goes_and_mail_still_being_retried_stays_however_old(app: 
     left = db.session.execute(select(OutboundEmail.attempts, OutboundEmail.sent_at)).all()
     db.session.rollback()
     assert sorted(attempts for attempts, _ in left) == [1, 3]
+
+
+def test_counter_entries_go_once_they_count_and_lock_nothing(app: Flask, clock: FrozenClock):
+    now = clock.now()
+    add(
+        CounterEntry(key="past window", counted=3, count_ends=now - SECOND, locked_until=None),
+        CounterEntry(key="lock over", counted=0, count_ends=None, locked_until=now - SECOND),
+        CounterEntry(key="counting", counted=2, count_ends=now + SECOND, locked_until=None),
+        CounterEntry(key="locked", counted=0, count_ends=None, locked_until=now + SECOND),
+    )
+
+    assert prune(db.session, now=now, keep=KEEP) == Pruned(counters=2)
+    left = sorted(db.session.execute(select(CounterEntry.key)).scalars())
+    db.session.rollback()
+    assert left == ["counting", "locked"]
 
 
 def test_nothing_to_prune_changes_nothing(ids: tuple[str, str], clock: FrozenClock):

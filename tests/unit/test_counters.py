@@ -1,5 +1,6 @@
-"""The counters without Redis: the in-process counters (``memory://`` and the fallback while Redis
-is down), the fallback's switching, and the ``limits`` storage Flask-Limiter counts with.
+"""The counters without Redis: the in-process counters (``memory://``), the fallback's switching
+(the database's counters are tested in tests/integration/test_counters_database.py), the
+``limits`` storage Flask-Limiter counts with, and which counters a URL opens.
 
 Time is a ``FrozenClock`` moved by hand; Redis is a stand-in that answers or raises like redis-py.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -17,14 +17,19 @@ import redis
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
 
 from idp.clock import FrozenClock
 from idp.counters.connect import Counters, open_counters
+from idp.counters.database import DatabaseCounters
+from idp.counters.durable import DurableLocks
 from idp.counters.fallback import FallbackCounters, RedisHealth
 from idp.counters.limits_storage import CounterStorage
 from idp.counters.memory import MemoryCounters
 from idp.counters.redis import RedisCounters
 from idp.counters.store import Attempt, CounterStore, Keys, Threshold, Window
+from tests.counter_contract import *  # noqa: F403 (the contract's tests, run on these counters)
 from tests.redis_server import free_port
 
 MINUTE = timedelta(minutes=1)
@@ -41,40 +46,12 @@ def counters(clock: FrozenClock) -> MemoryCounters:
     return MemoryCounters(clock)
 
 
-# --- fixed windows (the rate limits) -----------------------------------------------------
-def test_counts_within_a_window_and_starts_again_after_it(
-    counters: MemoryCounters, clock: FrozenClock
-) -> None:
-    assert [counters.increment("ip/signin", MINUTE).count for _ in range(3)] == [1, 2, 3]
-    assert counters.window("ip/signin") == Window(3, MINUTE)
-    clock.advance(timedelta(seconds=59.9))
-    assert counters.increment("ip/signin", MINUTE) == Window(4, timedelta(seconds=0.1))
-    clock.advance(timedelta(seconds=0.1))  # the window opened by the first increment has ended
-    assert counters.window("ip/signin") == Window(0, timedelta(0))
-    assert counters.increment("ip/signin", MINUTE) == Window(1, MINUTE)
-    assert counters.window("ip/signin") == Window(1, MINUTE)
+@pytest.fixture
+def counter_clock(clock: FrozenClock) -> FrozenClock:
+    return clock
 
 
-def test_the_window_runs_from_its_first_hit(counters: MemoryCounters, clock: FrozenClock) -> None:
-    counters.increment("k", MINUTE)
-    clock.advance(timedelta(seconds=30))
-    # A later hit, even asking for a longer window, does not move its end.
-    assert counters.increment("k", timedelta(hours=1)) == Window(2, timedelta(seconds=30))
-
-
-def test_keys_count_apart_and_reset_forgets_one(counters: MemoryCounters) -> None:
-    assert counters.increment("a", MINUTE, amount=5).count == 5
-    counters.increment("b", MINUTE)
-    assert counters.reset("a") is False  # counted, never locked
-    assert (counters.window("a").count, counters.window("b").count) == (0, 1)
-
-
-def test_an_unknown_key_counts_nothing(counters: MemoryCounters) -> None:
-    assert counters.window("never") == Window(0, timedelta(0))
-    assert counters.locked_for("never") is None
-    assert counters.reset("never") is False
-
-
+# --- what every store promises (tests/counter_contract.py), then the in-process store's own ------
 def test_the_table_stays_bounded_dropping_ended_windows_first(clock: FrozenClock) -> None:
     counters = MemoryCounters(clock, max_keys=3)
     counters.increment("old", timedelta(seconds=1))
@@ -95,72 +72,6 @@ def test_counting_starts_no_thread(counters: MemoryCounters) -> None:
         counters.increment(f"ip-{n % 7}", MINUTE)
         counters.attempt(f"user-{n % 5}", THREE_PER_MINUTE)
     assert threading.active_count() == before
-
-
-def test_concurrent_increments_are_all_counted(counters: MemoryCounters) -> None:
-    def hammer() -> None:
-        for _ in range(2000):
-            counters.increment("shared", MINUTE)
-
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert counters.window("shared").count == 8000
-
-
-# --- attempts and locks (the lockout, the Access-ID pause) --------------------------------
-def test_the_attempt_reaching_the_limit_locks_and_clears_the_count(counters: MemoryCounters) -> None:
-    assert counters.attempt("k", THREE_PER_MINUTE) == Attempt(granted=True, count=1)
-    assert counters.attempt("k", THREE_PER_MINUTE) == Attempt(granted=True, count=2)
-    assert counters.window("k") == Window(2, MINUTE)
-    assert counters.attempt("k", THREE_PER_MINUTE) == Attempt(granted=True, count=3, locks=True)
-    assert counters.window("k").count == 0
-    assert counters.locked_for("k") == timedelta(minutes=5)
-
-
-def test_a_locked_key_refuses_with_the_time_left_until_the_lock_ends(
-    counters: MemoryCounters, clock: FrozenClock
-) -> None:
-    for _ in range(3):
-        counters.attempt("k", THREE_PER_MINUTE)
-    clock.advance(timedelta(minutes=2))
-    assert counters.attempt("k", THREE_PER_MINUTE) == Attempt(granted=False, locked_for=timedelta(minutes=3))
-    assert counters.window("k").count == 0  # refusals are not counted
-    clock.advance(timedelta(minutes=3))
-    assert counters.locked_for("k") is None
-    assert counters.attempt("k", THREE_PER_MINUTE) == Attempt(granted=True, count=1)
-
-
-def test_reset_lifts_a_lock_and_says_so(counters: MemoryCounters) -> None:
-    for _ in range(3):
-        counters.attempt("k", THREE_PER_MINUTE)
-    assert counters.reset("k") is True
-    assert counters.locked_for("k") is None
-    assert counters.reset("k") is False
-
-
-def test_a_limit_of_one_locks_at_the_first_attempt(counters: MemoryCounters) -> None:
-    once = Threshold(limit=1, window=MINUTE, lock=MINUTE)
-    assert counters.attempt("k", once) == Attempt(granted=True, count=1, locks=True)
-    assert not counters.attempt("k", once).granted
-
-
-def test_fifty_concurrent_attempts_grant_exactly_the_limit(counters: MemoryCounters) -> None:
-    ten = Threshold(limit=10, window=MINUTE, lock=MINUTE)
-    start = threading.Barrier(16)
-
-    def attempt(n: int) -> Attempt:
-        if n < 16:
-            start.wait()
-        return counters.attempt("shared", ten)
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        outcomes = list(pool.map(attempt, range(50)))
-    assert sum(a.granted for a in outcomes) == 10
-    assert sum(a.locks for a in outcomes) == 1
-    assert sorted(a.count for a in outcomes if a.granted) == list(range(1, 11))
 
 
 # --- the fallback while Redis does not answer ---------------------------------------------
@@ -383,8 +294,18 @@ def test_the_storage_starts_no_thread(storage: CounterStorage) -> None:
 
 
 # --- which counters a deployment opens ----------------------------------------------------
-def test_memory_url_opens_the_in_process_counters(clock: FrozenClock) -> None:
-    opened = open_counters("memory://", prefix="idp:", secret_key="s3cret", clock=clock)
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """An engine that is never connected: opening the counters only keeps it."""
+    engine = create_engine("sqlite://")
+    yield engine
+    engine.dispose()
+
+
+def test_memory_url_opens_the_in_process_counters(clock: FrozenClock, engine: Engine) -> None:
+    opened = open_counters(
+        "memory://", prefix="idp:", secret_key="s3cret", clock=clock, engine=engine, session=Session(engine)
+    )
     assert isinstance(opened.store, MemoryCounters)
     assert opened.store.clock is clock
     assert opened.keys == Keys.derive("idp:", "s3cret")
@@ -392,21 +313,32 @@ def test_memory_url_opens_the_in_process_counters(clock: FrozenClock) -> None:
 
 
 @pytest.fixture
-def unreachable(clock: FrozenClock) -> Iterator[Counters]:
+def unreachable(clock: FrozenClock, engine: Engine) -> Iterator[Counters]:
     """Counters opened on a Redis URL where nothing listens."""
-    opened = open_counters(f"redis://127.0.0.1:{free_port()}/0", prefix="idp:", secret_key="s", clock=clock)
+    opened = open_counters(
+        f"redis://127.0.0.1:{free_port()}/0",
+        prefix="idp:",
+        secret_key="s",
+        clock=clock,
+        engine=engine,
+        session=Session(engine),
+    )
     yield opened
     assert opened.client is not None
     opened.client.close()
 
 
-def test_redis_url_opens_redis_with_the_in_process_fallback(
-    unreachable: Counters, clock: FrozenClock
+def test_redis_url_opens_redis_with_the_database_behind_it(
+    unreachable: Counters, clock: FrozenClock, engine: Engine
 ) -> None:
     store = unreachable.store
     assert isinstance(store, FallbackCounters)
-    assert isinstance(store.primary, RedisCounters) and store.primary.client is unreachable.client
-    assert isinstance(store.fallback, MemoryCounters) and store.fallback.clock is clock
+    # Redis, whose locks the database keeps too; the same database counts while Redis is down.
+    assert isinstance(store.primary, DurableLocks)
+    assert isinstance(store.primary.redis, RedisCounters)
+    assert store.primary.redis.client is unreachable.client
+    assert isinstance(store.fallback, DatabaseCounters) and store.primary.database is store.fallback
+    assert store.fallback.engine is engine and store.fallback.clock is clock
     assert store.health is unreachable.health
     assert unreachable.keys == Keys.derive("idp:", "s")
     # Short timeouts: an outage slows no request by more than a moment.
@@ -414,11 +346,3 @@ def test_redis_url_opens_redis_with_the_in_process_fallback(
     options = unreachable.client.connection_pool.connection_kwargs
     assert options["socket_timeout"] == 0.5
     assert options["socket_connect_timeout"] == 0.5
-
-
-def test_counters_opened_on_an_unreachable_redis_still_count(unreachable: Counters) -> None:
-    store = unreachable.store
-    assert isinstance(store, FallbackCounters)
-    assert store.attempt("k", THREE_PER_MINUTE) == Attempt(granted=True, count=1)
-    assert unreachable.health is not None and unreachable.health.fallback_active
-    assert store.fallback.window("k").count == 1

@@ -150,6 +150,7 @@ def change_password() -> Response:
     if current is None:
         return _to_signin()
     form = PasswordForm()
+    sign_out_others = bool(form.sign_out_others.data)
     try:
         services().preferences().change_password(
             current,
@@ -157,6 +158,8 @@ def change_password() -> Response:
             new=form.new_password.data or "",
             confirm=form.confirm_password.data or "",
             context=signin_context(),
+            sign_out_others=sign_out_others,
+            keep=current_op_session(),
         )
     except ChangeRefused as refused:
         return render_profile(
@@ -168,6 +171,8 @@ def change_password() -> Response:
         return render_profile(
             current, "password", form=PasswordForm(formdata=None), error=locked_message(locked), status=429
         )
+    if sign_out_others:
+        return _saved(_("Your password was changed, and your other devices were signed out."))
     return _saved(_("Your password was changed."))
 
 

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import FieldList, Form, FormField, HiddenField, PasswordField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired
 
 from idp.accounts.registration import MAX_STUDENT_ROWS, StudentEntry
@@ -18,7 +27,8 @@ STUDENT_ROWS_SHOWN = 2
 
 class SignInForm(FlaskForm):  # type: ignore[misc]
     username = StringField(_l("Username"), validators=[DataRequired()])
-    password = PasswordField(_l("Password"), validators=[DataRequired()])
+    # Not required: an empty password is a wrong one, counted by the lockout like any other.
+    password = PasswordField(_l("Password"))
     request_id = HiddenField()
 
 
@@ -104,6 +114,8 @@ class PasswordForm(FlaskForm):  # type: ignore[misc]
     current_password = PasswordField(_l("Current password"))
     new_password = PasswordField(_l("New password"))
     confirm_password = PasswordField(_l("Verify new password"))
+    # Checked on the page by default; a browser sends nothing for an unchecked box.
+    sign_out_others = BooleanField(_l("Sign out of my other devices"))
 
 
 class AddStudentForm(StudentFields, FlaskForm):  # type: ignore[misc]

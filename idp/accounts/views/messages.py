@@ -6,7 +6,7 @@ from flask_babel import gettext as _gettext
 from flask_babel import ngettext as _ngettext
 
 from idp.accounts.password_policy import PasswordRules, Violation
-from idp.accounts.registration import Problem, Problems, RowProblem
+from idp.accounts.registration import MAX_STUDENT_ROWS, Problem, Problems, RowProblem
 from idp.accounts.usernames import MAX_USERNAME_LENGTH
 from idp.students.access import MAX_ACCESS_ID_LENGTH
 
@@ -22,8 +22,16 @@ def ngettext(singular: str, plural: str, num: int, **values: object) -> str:
 def password_message(violation: Violation, rules: PasswordRules) -> str:
     messages = {
         Violation.CURRENT_WRONG: _("Current password is not correct."),
-        Violation.TOO_SHORT: _("New password must be at least %(n)d characters long.", n=rules.min_length),
-        Violation.TOO_LONG: _("New password must be at most %(n)d characters long.", n=rules.max_length),
+        Violation.TOO_SHORT: ngettext(
+            "New password must be at least %(num)d character long.",
+            "New password must be at least %(num)d characters long.",
+            rules.min_length,
+        ),
+        Violation.TOO_LONG: ngettext(
+            "New password must be at most %(num)d character long.",
+            "New password must be at most %(num)d characters long.",
+            rules.max_length,
+        ),
         Violation.UPPER_LOWER: _(
             "New password must contain at least one uppercase and one lowercase letter."
         ),
@@ -42,10 +50,12 @@ def password_message(violation: Violation, rules: PasswordRules) -> str:
 def password_requirements(rules: PasswordRules) -> list[str]:
     """Describe the rules that apply, for the form to show before anything is typed."""
     shown = [
-        _(
-            "Between %(low)d and %(high)d characters; spaces and any letters or symbols are welcome.",
+        # The noun follows the larger number, so its plural form is the one chosen.
+        ngettext(
+            "Between %(low)d and %(num)d character; spaces and any letters or symbols are welcome.",
+            "Between %(low)d and %(num)d characters; spaces and any letters or symbols are welcome.",
+            rules.max_length,
             low=rules.min_length,
-            high=rules.max_length,
         )
     ]
     if rules.require_upper_lower:
@@ -93,10 +103,18 @@ def field_message(field: str, problem: Problem) -> str:
         ),
         Problem.USERNAME_TAKEN: _("This username is already in use. Please choose another."),
         Problem.NO_STUDENT: _("Add at least one student with their Access ID and Access Password."),
-        Problem.TOO_MANY_STUDENTS: _("Add at most 10 students at a time."),
+        Problem.TOO_MANY_STUDENTS: ngettext(
+            "Add at most %(num)d student at a time.",
+            "Add at most %(num)d students at a time.",
+            MAX_STUDENT_ROWS,
+        ),
     }
     if field == "username" and problem is Problem.TOO_LONG:
-        return _("A username may be at most %(n)d characters long.", n=MAX_USERNAME_LENGTH)
+        return ngettext(
+            "A username may be at most %(num)d character long.",
+            "A username may be at most %(num)d characters long.",
+            MAX_USERNAME_LENGTH,
+        )
     return messages.get(problem, _("This value is not valid."))
 
 
@@ -121,7 +139,14 @@ def row_message(row: RowProblem) -> str:
         Problem.ROW_ALREADY_LINKED: _("This student is already linked to your account."),
         Problem.TOO_LONG: _("The student's name is too long."),
     }
-    return messages.get(problem, _("The Access ID may be at most %(n)d characters.", n=MAX_ACCESS_ID_LENGTH))
+    return messages.get(
+        problem,
+        ngettext(
+            "The Access ID may be at most %(num)d character.",
+            "The Access ID may be at most %(num)d characters.",
+            MAX_ACCESS_ID_LENGTH,
+        ),
+    )
 
 
 def describe(problems: Problems) -> dict[str, list[str]]:

@@ -30,7 +30,8 @@ def change_password() -> Response:
         return render_change(ticket, form)
     if not form.validate_on_submit():
         return render_change(ticket, form, error=_("The form has expired. Please try again."), status=400)
-    context = signin_context()
+    pending = services().pending_requests().find(ticket.request_id)
+    context = signin_context(pending.client_id if pending is not None else None)
     try:
         signed_in = (
             services()
@@ -48,7 +49,7 @@ def change_password() -> Response:
         return render_change(ticket, form, problems=describe(refused.problems), status=400)
     except LockedOut as locked:
         return render_change(ticket, form, error=locked_message(locked), status=429)
-    response = signed_in_response(signed_in, services().pending_requests().find(ticket.request_id))
+    response = signed_in_response(signed_in, pending)
     clear_cookie(response, change_ticket_cookie_name())
     deliver_mail_now()
     return response

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, make_response, render_template, request
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.wrappers import Response
 
 from idp.accounts.models import Account
@@ -13,10 +16,11 @@ from idp.accounts.recovery import (
     ResetRefused,
     UsernameMismatch,
 )
-from idp.accounts.registration import password_context
+from idp.accounts.registration import account_password_context
 from idp.accounts.views.forms import ForgotPasswordForm, ForgotUsernameForm, RecoverPasswordForm
 from idp.accounts.views.messages import password_message, password_requirements
 from idp.accounts.views.signin import signed_in_response
+from idp.counters.store import whole_minutes
 from idp.web.context import browser_session, client_ip, services, signin_context
 
 bp = Blueprint("recovery", __name__)
@@ -66,11 +70,13 @@ def forgot_password() -> Response:
         authorization_request_id=_known_request(form.request_id.data),
         ip_address=client_ip(),
     )
-    minutes = services().settings.recovery_token_seconds // 60
-    message = _(
+    life = timedelta(seconds=services().settings.recovery_token_seconds)
+    message = ngettext(
         "If the username and email address belong to an account, we have sent an email with a link "
-        "to reset the password. The link works for %(minutes)d minutes.",
-        minutes=minutes,
+        "to reset the password. The link works for %(num)d minute.",
+        "If the username and email address belong to an account, we have sent an email with a link "
+        "to reset the password. The link works for %(num)d minutes.",
+        whole_minutes(life),
     )
     return make_response(render_template("trouble_sent.html", message=message))
 
@@ -116,13 +122,7 @@ def reset(token: str) -> Response:
             username=form.username.data or "",
             new=form.new_password.data or "",
             confirm=form.confirm_password.data or "",
-            context_words=password_context(
-                username=account.username,
-                email=account.email,
-                first_name=account.first_name,
-                last_name=account.last_name,
-                district=options.name,
-            ),
+            context_words=account_password_context(account, options.name),
         )
     except UsernameMismatch:
         return render_recover(
@@ -133,17 +133,18 @@ def reset(token: str) -> Response:
         return render_recover(token, account, form, password_errors=messages, status=400)
     except InvalidRecoveryLink:  # used by a concurrent submit of the same link
         return _link_refused(_("This password reset link has already been used. Ask for a new link."))
+    pending = services().pending_requests().find(done.authorization_request_id)
     signed_in = (
         services()
         .signin()
         .complete(
             done.account,
-            context=signin_context(),
+            context=signin_context(pending.client_id if pending is not None else None),
             browser_session=browser_session(),
             ended_elsewhere=done.ended_sessions,
         )
     )
-    return signed_in_response(signed_in, services().pending_requests().find(done.authorization_request_id))
+    return signed_in_response(signed_in, pending)
 
 
 def render_recover(

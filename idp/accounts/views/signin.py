@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp.accounts.change_ticket import LIFE
 from idp.accounts.lockout import LockedOut
-from idp.accounts.service import AccountDisabled, AccountExpired, InvalidCredentials, PasswordChangeRequired
+from idp.accounts.service import (
+    AccountDisabled,
+    AccountExpired,
+    InvalidCredentials,
+    PasswordChangeRequired,
+    TemporaryPasswordExpired,
+)
 from idp.accounts.signin import EmailNotVerified, SignedIn
 from idp.accounts.views.forms import SignInForm, SignOutForm
 from idp.extensions import csrf
@@ -48,7 +55,10 @@ def signin() -> Response:
             services()
             .signin()
             .sign_in(
-                form.username.data, form.password.data, signin_context(), browser_session=browser_session()
+                form.username.data,
+                form.password.data or "",
+                signin_context(pending.client_id if pending is not None else None),
+                browser_session=browser_session(),
             )
         )
     except InvalidCredentials:
@@ -59,6 +69,9 @@ def signin() -> Response:
         return render_signin(form, pending, error=_("This account has expired."))
     except AccountDisabled:
         return render_signin(form, pending, error=_("This account is disabled."))
+    except TemporaryPasswordExpired:
+        message = _("This temporary password has expired. Ask your school for a new one.")
+        return render_signin(form, pending, error=message)
     except EmailNotVerified:
         message = _("Verify your email address before you sign in: open the link we emailed you.")
         return render_signin(form, pending, error=message, unverified=True)
@@ -97,10 +110,10 @@ def to_password_change(required: PasswordChangeRequired, pending: PendingRequest
 
 def locked_message(locked: LockedOut) -> str:
     """The lock message of the sign-in page (and of any page whose password check is locked)."""
-    message: str = _(
-        "This account is locked because of too many failed sign-in attempts. "
-        "Try again in %(minutes)d minutes.",
-        minutes=locked.minutes,
+    message: str = ngettext(
+        "This account is locked because of too many failed sign-in attempts. Try again in %(num)d minute.",
+        "This account is locked because of too many failed sign-in attempts. Try again in %(num)d minutes.",
+        locked.minutes,
     )
     return message
 
@@ -162,11 +175,9 @@ MAX_LOGOUT_PARAMETER_LENGTH = 16_000
 
 
 def _malformed(values: MultiDict[str, str]) -> bool:
-    """A parameter sent twice, too long, or with a NUL (which PostgreSQL refuses)."""
+    """A parameter sent twice or too long (a NUL never arrives: idp.web.parameters)."""
     return any(
-        len(values.getlist(name)) > 1
-        or len(values.get(name) or "") > MAX_LOGOUT_PARAMETER_LENGTH
-        or "\x00" in (values.get(name) or "")
+        len(values.getlist(name)) > 1 or len(values.get(name) or "") > MAX_LOGOUT_PARAMETER_LENGTH
         for name in LOGOUT_PARAMETERS
     )
 
