@@ -77,7 +77,10 @@ class Account(Base):
     locale: Mapped[str | None] = mapped_column(String(16))
 
     sessions: Mapped[list[OPSession]] = relationship(
-        back_populates="account", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="account",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        foreign_keys="OPSession.account_id",
     )
 
     @property
@@ -115,8 +118,12 @@ class OPSession(Base):
     # The ``sid`` claim of ID and logout tokens (OIDC Back-Channel Logout 1.0). Public, unlike the
     # cookie; kept when the same account signs in again in this browser, so portals keep matching it.
     sid: Mapped[str] = mapped_column(String(32), default=new_id)
+    # Set when a staff member holds this session as the account (emulation): who, why, until when.
+    emulated_by: Mapped[str | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    emulation_reason: Mapped[str | None] = mapped_column(String(200))
+    emulation_ends_at: Mapped[utc_time_or_none]
 
-    account: Mapped[Account] = relationship(back_populates="sessions")
+    account: Mapped[Account] = relationship(back_populates="sessions", foreign_keys=[account_id])
 
 
 class SessionClient(Base):

@@ -40,6 +40,8 @@ class Client(Base):
     is_first_party: Mapped[bool_false]
     require_pkce: Mapped[bool_true]
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    # ``admin:read`` or ``admin:write``: a client of the admin API (client credentials grant only).
+    admin_scope: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[utc_now]
 
     @property
@@ -120,6 +122,8 @@ class AuthorizationCode(Base):
     used_at: Mapped[utc_time_or_none]
     # The OP session's public id (OPSession.sid), copied into the ID token's sid claim.
     sid: Mapped[str | None] = mapped_column(String(32))
+    # The staff member emulating the account, when one is: tokens carry ``act`` (RFC 8693 4.1).
+    acting_staff_id: Mapped[str | None] = mapped_column(String(32))
 
     account: Mapped[Account] = relationship(lazy="joined", innerjoin=True)
 
@@ -174,6 +178,8 @@ class RefreshTokenFamily(Base):
     expires_at: Mapped[utc_time]
     revoked_at: Mapped[utc_time_or_none]
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # Copied from the code: tokens refreshed from an emulation still name who acted.
+    acting_staff_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class RefreshToken(Base):
