@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, DbSession, id_pk, utc_now, utcnow
@@ -25,6 +25,12 @@ class AuditEvent(Base):
     client_id: Mapped[str | None] = mapped_column(String(64))
     ip_address: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# The audit trail's pages, newest first (idp.admin.audit_trail), and events of one name by time
+# (the search's recent locks, the trail filtered by event).
+Index("ix_audit_event_occurred_at_id", AuditEvent.occurred_at, AuditEvent.id)
+Index("ix_audit_event_name_occurred_at", AuditEvent.name, AuditEvent.occurred_at)
 
 
 def audit(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from filelock import FileLock
 from limits import parse_many
@@ -65,6 +66,10 @@ class Settings:
     temporary_password_seconds: int = 604_800
     hsts_seconds: int = 31_536_000
     hsts_include_subdomains: bool = False
+    staff_idle_seconds: int = 900
+    impersonation_seconds: int = 1800
+    # The district's time zone (IANA name) for the dates people read: the console's pages.
+    timezone: str = "UTC"
 
     @property
     def is_production(self) -> bool:
@@ -124,6 +129,9 @@ class Settings:
             temporary_password_seconds=reader.positive("IDP_TEMPORARY_PASSWORD_SECONDS", 604_800),
             hsts_seconds=reader.positive("IDP_HSTS_SECONDS", 31_536_000),
             hsts_include_subdomains=reader.boolean("IDP_HSTS_INCLUDE_SUBDOMAINS", False),
+            staff_idle_seconds=reader.positive("IDP_STAFF_IDLE_SECONDS", 900),
+            impersonation_seconds=reader.positive("IDP_IMPERSONATION_SECONDS", 1800),
+            timezone=reader.time_zone("IDP_TIMEZONE", "UTC"),
         )
         settings.validate()
         return settings
@@ -232,6 +240,16 @@ class _Reader:
             raise ConfigError(f"{name} must be a whole number (got {raw!r}).") from None
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum} (got {value}).")
+        return value
+
+    def time_zone(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{name} must be an IANA time zone such as America/Chicago (got {value!r})."
+            ) from None
         return value
 
     def positive(self, name: str, default: int) -> int:

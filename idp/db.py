@@ -102,9 +102,9 @@ def _begin_immediate(connection: Any) -> None:
 def import_models() -> None:
     """Import every model, so that the metadata (and Alembic) sees all tables."""
     import idp.accounts.models
-    import idp.admin.models
     import idp.accounts.policy_models
     import idp.accounts.recovery_models
+    import idp.admin.models
     import idp.audit
     import idp.counters.models
     import idp.mail.models

@@ -8,8 +8,10 @@ hasher, the counters, the mail templates) are made here once.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -27,6 +29,16 @@ from idp.accounts.service import AccountService
 from idp.accounts.sessions import SessionService
 from idp.accounts.signin import SignInService
 from idp.accounts.verification import EmailVerification
+from idp.admin.accounts import StaffAccounts
+from idp.admin.api_clients import AdminClients
+from idp.admin.audit_trail import AuditTrail
+from idp.admin.district_settings import DistrictSettings
+from idp.admin.emulation import Emulation
+from idp.admin.reset_all import PasswordResets
+from idp.admin.search import AccountSearch
+from idp.admin.staff import StaffService
+from idp.admin.students import StudentProfiles
+from idp.admin.totp import TotpCipher
 from idp.clock import Clock
 from idp.config import Settings
 from idp.counters.connect import open_counters
@@ -87,7 +99,6 @@ class Services:
             engine=engine,
             session=session,
         )
-        self.lockout = Lockout(self.counters.store, self.counters.keys, self.lockout_policy)
         self.keys = KeyRing(
             settings.keys_dir,
             clock=clock,
@@ -97,6 +108,19 @@ class Services:
         self.devices = DeviceCookies(secret_key, clock=clock, policy=self.lockout_policy)
         self.mail_transport: Transport = transport_for(settings.smtp_url, instance_path)
         self.composer = TemplateComposer(default_locale=settings.languages[0])
+
+    @property
+    def lockout(self) -> Lockout:
+        """The lockout over the counters, with the threshold and duration the district's options say."""
+        return Lockout(self.counters.store, self.counters.keys, self._district_lockout_policy)
+
+    def _district_lockout_policy(self) -> LockoutPolicy:
+        options = self.district_options().current()
+        return replace(
+            self.lockout_policy,
+            threshold=options.lockout_threshold,
+            duration=timedelta(seconds=options.lockout_seconds),
+        )
 
     # --- accounts --------------------------------------------------------------------------
     def accounts(self) -> AccountService:
@@ -221,6 +245,11 @@ class Services:
     def clients(self) -> ClientService:
         return ClientService(self.session)
 
+    def admin_clients(self) -> AdminClients:
+        return AdminClients(
+            self.session, clients=self.clients(), keys=self.keys, issuer=self.issuer, clock=self.clock
+        )
+
     def pending_requests(self) -> PendingRequests:
         return PendingRequests(self.session, clock=self.clock, policy=self.token_policy)
 
@@ -263,6 +292,69 @@ class Services:
             passphrase=self.settings.keys_passphrase,
             record=audited(self.session, self.clock),
         )
+
+    # --- the console: district settings and the audit trail -------------------------------
+    def district_settings(self) -> DistrictSettings:
+        return DistrictSettings(
+            self.session,
+            options=self.district_options(),
+            policies=self.password_policies(),
+        )
+
+    def audit_trail(self) -> AuditTrail:
+        # IDP_TIMEZONE, once Settings reads it; UTC until then.
+        return AuditTrail(self.session, zone=ZoneInfo(self.settings.timezone))
+
+    def emulation(self) -> Emulation:
+        return Emulation(
+            self.session,
+            clock=self.clock,
+            sessions=self.sessions(),
+            notifier=self.notifier(),
+            life=timedelta(seconds=self.settings.impersonation_seconds),
+            revoke_session_grants=lambda account_id, sid, reason: self.families().revoke_for_session(
+                account_id, sid, reason=reason
+            ),
+            tell_portals=self.backchannel().tell,
+        )
+
+    # --- the console: staff sign-in ---------------------------------------------------------
+    def staff(self) -> StaffService:
+        return StaffService(
+            self.session,
+            accounts=self.accounts(),
+            policies=self.password_policies(),
+            preferences=self.preferences,
+            clock=self.clock,
+            cipher=TotpCipher(self.secret_key),
+            idle=timedelta(seconds=self.settings.staff_idle_seconds),
+            district_name=lambda: self.district_options().current().name,
+        )
+
+    # --- the console: accounts, students, resetting every password ---------------------------
+    def staff_accounts(self) -> StaffAccounts:
+        return StaffAccounts(
+            self.session,
+            clock=self.clock,
+            lockout=self.lockout,
+            session_policy=self.session_policy,
+            administration=lambda actor: self.administration(actor=actor),
+            verification=self.email_verification(),
+            notifier=self.notifier(),
+            sessions=self.sessions(),
+            revoke_grants=self._revoke_grants,
+            tell_portals=self.backchannel().tell,
+            options=self.district_options().current(),
+        )
+
+    def account_search(self) -> AccountSearch:
+        return AccountSearch(self.session, clock=self.clock, lockout=self.lockout)
+
+    def student_profiles(self) -> StudentProfiles:
+        return StudentProfiles(self.session, clock=self.clock, lockout=self.lockout)
+
+    def password_resets(self) -> PasswordResets:
+        return PasswordResets(self.session, clock=self.clock)
 
     # --- mail ------------------------------------------------------------------------------
     def outbox(self) -> Outbox:

@@ -37,6 +37,7 @@ from idp.extensions import db
 from idp.oauth.clients import ClientService, ClientSpec
 from idp.students.models import Student
 from idp.web.context import services
+from tests.admin_fixtures import make_staff, staff_client  # noqa: F401
 from tests.receiver import Receiver, backchannel_receiver
 
 POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")

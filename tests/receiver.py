@@ -64,7 +64,9 @@ def backchannel_receiver(status: int = 200, delay: float = 0.0) -> Iterator[Rece
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/backchannel-logout"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever looks for shutdown() every poll interval: the default half second would be
+    # added to every test that uses a receiver.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield receiver

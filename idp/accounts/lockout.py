@@ -9,8 +9,10 @@ expires. See docs/operations/lockout.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from idp.accounts.usernames import username_key
 from idp.counters.store import Attempt, CounterStore, Keys, whole_minutes
@@ -41,10 +43,21 @@ class Started:
 class Lockout:
     """The lockout rules over the counters: check, begin an attempt, settle it, unlock."""
 
-    def __init__(self, counters: CounterStore, keys: Keys, policy: LockoutPolicy) -> None:
+    def __init__(
+        self, counters: CounterStore, keys: Keys, policy: LockoutPolicy | Callable[[], LockoutPolicy]
+    ) -> None:
         self.counters = counters
         self.keys = keys
-        self.policy = policy
+        # The district's threshold and duration are data: read when an attempt needs them, not before.
+        self._policy = policy
+
+    @cached_property
+    def policy(self) -> LockoutPolicy:
+        return self._policy() if callable(self._policy) else self._policy
+
+    def read_policy(self) -> LockoutPolicy:
+        """Return the threshold and duration, read now and kept for this lockout's attempts."""
+        return self.policy
 
     def user_key(self, username: str) -> str:
         """The counter of ``username``: case, width and surrounding spaces do not matter."""

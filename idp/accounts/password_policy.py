@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import delete, exists, select, update
 
@@ -423,7 +424,9 @@ class PasswordPolicyService:
             )
         ).scalar_one_or_none()
 
-    def set_policy(self, school_code: str | None, **changes: object) -> PasswordRules:
+    def set_policy(
+        self, school_code: str | None, *, actor: str | None = None, **changes: object
+    ) -> PasswordRules:
         """Change some rules of a school's policy (or the district's), starting from what applies now."""
         record = self.record_for(school_code)
         if record is None:
@@ -451,16 +454,18 @@ class PasswordPolicyService:
         _validate(record)
         record.updated_at = self.clock.now()
         self.session.flush()
-        audit(self.session, "password_policy.changed", school=school_code or "district")
+        who: dict[str, Any] = {} if actor is None else {"actor": actor}
+        audit(self.session, "password_policy.changed", school=school_code or "district", **who)
         return PasswordRules.from_record(record)
 
-    def reset_policy(self, school_code: str | None) -> None:
+    def reset_policy(self, school_code: str | None, *, actor: str | None = None) -> None:
         """Drop a school's own policy (it takes the district's again), or the district's (back to NIST)."""
         record = self.record_for(school_code)
         if record is not None:
             self.session.delete(record)
             self.session.flush()
-            audit(self.session, "password_policy.removed", school=school_code or "district")
+            who: dict[str, Any] = {} if actor is None else {"actor": actor}
+            audit(self.session, "password_policy.removed", school=school_code or "district", **who)
 
     def all_policies(self) -> list[tuple[str | None, PasswordRules]]:
         """Return the district's rules first, then each school's own, by school code."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +30,8 @@ LOCKOUTS = Counter("idp_lockouts", "Usernames or devices locked after too many f
 
 # Accounts one email address may name at sign-in; the password decides among them.
 MAX_CANDIDATES = 5
+# Who signs in at /signin (portals); staff sign in at /admin/signin only.
+PORTAL_ACCOUNT_TYPES = (AccountType.PARENT, AccountType.STUDENT)
 
 
 @dataclass(frozen=True)
@@ -142,16 +145,29 @@ class AccountService:
         )
         return list(self.session.execute(statement).scalars())
 
-    def authenticate(self, identifier: str, password: str, context: SignInContext) -> Account:
+    def authenticate(
+        self,
+        identifier: str,
+        password: str,
+        context: SignInContext,
+        *,
+        account_types: Collection[AccountType] = PORTAL_ACCOUNT_TYPES,
+    ) -> Account:
         """Return the account if ``password`` is right and it may sign in; else raise why not.
 
         ``identifier`` is a username or an email address; where one address names several
-        accounts, the password decides among them (``candidates``).
+        accounts, the password decides among them (``candidates``). Accounts of other types than
+        ``account_types`` are left out, so they are refused exactly as an unknown username is:
+        staff never sign in to portals, and parents never to the console.
         The accounts are read, then the connection goes back to the pool before argon2: a slow
         hash, or a connection dropped meanwhile, holds nobody else's. What follows (the audit of
         the outcome, the records of ``SignInService``) is a new short transaction.
         """
         candidates = self.candidates(identifier) if len(password) <= MAX_PASSWORD_LENGTH else []
+        candidates = [candidate for candidate in candidates if candidate.type in account_types]
+        if self.lockout is not None:
+            # The district's lockout options are data: read them in this transaction, not beside argon2.
+            self.lockout.read_policy()
         self.session.commit()
         account = self._guarded_check(identifier, candidates, password, context)
         if account is None:

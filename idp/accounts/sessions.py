@@ -36,6 +36,15 @@ class StartedSession:
 
 
 @dataclass(frozen=True)
+class Emulated:
+    """A session held by staff member ``staff_id`` as the account, for ``reason``, until ``ends_at``."""
+
+    staff_id: str
+    reason: str
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
 class EndedSession:
     """A session that is gone, and the portals that signed in through it (to be told so)."""
 
@@ -60,11 +69,13 @@ class SessionService:
         user_agent: str | None,
         auth_time: datetime | None = None,
         continues: EndedSession | None = None,
+        emulation: Emulated | None = None,
     ) -> StartedSession:
         """Open a new session; callers end the browser's previous one (id rotation at sign-in).
 
         When the ended session ``continues`` was this account's, the new one keeps its ``sid`` and
         its portals: signing in again (prompt=login, max_age) is the same session, fresher.
+        ``emulation`` makes it a staff member's session as the account (idp.admin.emulation).
         """
         now = self.clock.now()
         cookie_value = new_secret("ses")
@@ -82,6 +93,9 @@ class SessionService:
                 "ip_address": ip_address,
                 "user_agent": (user_agent or "")[:512] or None,
                 "sid": started.sid,
+                "emulated_by": emulation.staff_id if emulation else None,
+                "emulation_reason": emulation.reason if emulation else None,
+                "emulation_ends_at": emulation.ends_at if emulation else None,
             },
         )
         if continued is not None and continued.client_ids:
@@ -94,12 +108,19 @@ class SessionService:
             )
         return started
 
-    def _timed_out(self, last_seen_at: datetime, created_at: datetime, now: datetime) -> bool:
-        return now - last_seen_at > self.policy.idle or now - created_at > self.policy.absolute
+    def _timed_out(
+        self, last_seen_at: datetime, created_at: datetime, now: datetime, ends_at: datetime | None = None
+    ) -> bool:
+        # ``ends_at``: an emulation's end, whatever the idle and absolute timeouts say.
+        return (
+            now - last_seen_at > self.policy.idle
+            or now - created_at > self.policy.absolute
+            or (ends_at is not None and now >= ends_at)
+        )
 
     def find(self, cookie_value: str | None) -> OPSession | None:
-        """Return the live session behind ``cookie_value``; a timed-out one is not live, nor one of
-        an account that is disabled or past its expiry.
+        """Return the live session behind ``cookie_value``; a timed-out one is not live (nor an
+        emulation past its end), nor one of an account that is disabled or past its expiry.
 
         Such a row is left for the worker (``end_timed_out``, ``end_expired``), which tells its
         portals. Seeing the session again moves its last-seen time, at most once a minute
@@ -115,7 +136,8 @@ class SessionService:
         if row is None:
             return None
         now = self.clock.now()
-        if self._timed_out(row.last_seen_at, row.created_at, now) or not row.account.is_available(now):
+        timed_out = self._timed_out(row.last_seen_at, row.created_at, now, row.emulation_ends_at)
+        if timed_out or not row.account.is_available(now):
             return None
         if now - row.last_seen_at > TOUCH_INTERVAL:
             row.last_seen_at = now
@@ -133,6 +155,7 @@ class SessionService:
                 OPSession.account_id,
                 OPSession.last_seen_at,
                 OPSession.created_at,
+                OPSession.emulation_ends_at,
             ).where(OPSession.token_hash == secret_hash(cookie_value))
         ).first()
         if row is None:
@@ -141,19 +164,23 @@ class SessionService:
             row.id,
             row.sid,
             row.account_id,
-            timed_out=self._timed_out(row.last_seen_at, row.created_at, self.clock.now()),
+            timed_out=self._timed_out(
+                row.last_seen_at, row.created_at, self.clock.now(), row.emulation_ends_at
+            ),
         )
         self.session.execute(delete(OPSession).where(OPSession.id == row.id))
         return ended
 
     def end_timed_out(self, limit: int = 500) -> list[EndedSession]:
-        """End up to ``limit`` sessions past their idle or absolute timeout; return them for their portals."""
+        """End up to ``limit`` sessions past their idle or absolute timeout, or emulations past their
+        end; return them for their portals."""
         now = self.clock.now()
         rows = self.session.execute(
             select(OPSession.id, OPSession.sid, OPSession.account_id)
             .where(
                 (OPSession.last_seen_at < now - self.policy.idle)
                 | (OPSession.created_at < now - self.policy.absolute)
+                | (OPSession.emulation_ends_at <= now)
             )
             .order_by(OPSession.last_seen_at)
             .limit(limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import suppress
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
@@ -77,8 +77,11 @@ class EmailVerification:
     def token_for(self, account: Account) -> str:
         return str(self._serializer.dumps([account.id, _email_digest(account.email)]))
 
-    def send(self, account: Account, *, limit: bool = False) -> bool:
-        """Queue a verification link to the account's address; return False if none is sent."""
+    def send(self, account: Account, *, limit: bool = False, actor: str | None = None) -> bool:
+        """Queue a verification link to the account's address; return False if none is sent.
+
+        ``actor``: the staff member or client who asked for it (the console's resend), audited.
+        """
         if account.is_test_account or account.email_verified_at is not None:
             return False
         if (
@@ -97,7 +100,8 @@ class EmailVerification:
             purpose="email_verification",
             account_id=account.id,
         )
-        audit(self.session, "email_verification.sent", account_id=account.id)
+        audited: dict[str, Any] = {"actor": actor} if actor is not None else {}
+        audit(self.session, "email_verification.sent", account_id=account.id, **audited)
         return True
 
     def resend_to(self, username: str) -> None:

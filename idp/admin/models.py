@@ -102,4 +102,5 @@ class ClientSchool(Base):
     client_id: Mapped[str] = mapped_column(
         ForeignKey("oauth_client.client_id", ondelete="CASCADE"), primary_key=True
     )
-    school_id: Mapped[str] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), primary_key=True)
+    # RESTRICT: a limited client whose schools all went would otherwise reach the whole district.
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id", ondelete="RESTRICT"), primary_key=True)

@@ -40,6 +40,7 @@ main = IdpGroup(
 
 def register_cli(app: Flask) -> None:
     from idp.cli import accounts, clients, demo, keys, policy, students, worker
+    from idp.cli import staff as staff_commands
 
     for group in (
         demo.demo,
@@ -51,5 +52,6 @@ def register_cli(app: Flask) -> None:
         policy.district,
         worker.worker,
         worker.mail,
+        staff_commands.staff,
     ):
         app.cli.add_command(group)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import UTC, datetime
 
@@ -12,7 +11,7 @@ from idp.accounts.administration import AccountAdministration, TemporaryPassword
 from idp.accounts.models import Account, AccountType
 from idp.accounts.service import UsernameTaken
 from idp.accounts.views.messages import password_message
-from idp.cli.common import fail, services
+from idp.cli.common import cli_actor, fail, services
 from idp.students.guardianship import UnknownStudent
 from idp.students.relationships import UnknownRelationship
 
@@ -97,12 +96,7 @@ def accounts_unlock(username: str) -> None:
 
 
 def _administration() -> AccountAdministration:
-    # The audit trail names who acted: here the operating-system user running the command.
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return services().administration(actor=f"cli:{user}")
+    return services().administration(actor=cli_actor())
 
 
 def _account(username: str) -> Account:

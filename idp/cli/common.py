@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import NoReturn
 
 import click
@@ -9,7 +10,7 @@ import click
 from idp.services import Services
 from idp.web.context import services
 
-__all__ = ["fail", "services"]
+__all__ = ["cli_actor", "fail", "services"]
 
 
 def fail(message: str) -> NoReturn:
@@ -17,3 +18,12 @@ def fail(message: str) -> NoReturn:
     built: Services = services()
     built.session.rollback()
     raise click.ClickException(message)
+
+
+def cli_actor() -> str:
+    """Return how the audit trail names whoever runs this command: ``cli:<operating-system user>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import click
 
 from idp.accounts.models import AccountType
+from idp.admin.models import StaffRole
 from idp.cli.common import fail, services
 from idp.oauth.clients import ClientSpec, InvalidClientSettings
 from idp.services import Services
@@ -16,6 +17,7 @@ DEMO_CLIENT_ID = "demo-portal"
 DEMO_USERNAME = "demo.parent"
 # Long enough for the NIST default policy (15 characters); printed by the seed, never secret.
 DEMO_PASSWORD = "maple-river-lunchbox-42"  # noqa: S105
+DEMO_ADMIN = "demo.admin"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,21 @@ def seed_demo(built: Services, *, rp_base_url: str = DEFAULT_RP_BASE_URL) -> str
         for s in DEMO_STUDENTS:
             if s.relationship:
                 guardianship.link(parent, guardianship.student_by_sis_id(s.sis_id), s.relationship)
+    # A district admin for the console; its temporary password is shown by the seed that makes it.
+    admin_password: str | None = None
+    if accounts.find_by_username(DEMO_ADMIN) is None:
+        admin_password = (
+            built.staff()
+            .create(
+                username=DEMO_ADMIN,
+                email="demo.admin@example.org",
+                first_name="Avery",
+                last_name="Admin",
+                role=StaffRole.DISTRICT_ADMIN,
+                actor="demo seed",
+            )
+            .temporary_password
+        )
     spec = ClientSpec(
         name="Demo School Portal",
         client_id=DEMO_CLIENT_ID,
@@ -99,14 +116,21 @@ def seed_demo(built: Services, *, rp_base_url: str = DEFAULT_RP_BASE_URL) -> str
     existing = clients.find(DEMO_CLIENT_ID)
     registered = clients.update(existing, spec) if existing else clients.create(spec)
     built.session.flush()
-    return _summary(built.issuer, rp_base_url, registered.client_secret or "")
+    return _summary(built.issuer, rp_base_url, registered.client_secret or "", admin_password)
 
 
-def _summary(issuer: str, rp_base_url: str, secret: str) -> str:
+def _summary(issuer: str, rp_base_url: str, secret: str, admin_password: str | None) -> str:
+    admin = (
+        f"temporary password {admin_password}  (shown once: the first sign-in at {issuer}/admin/signin "
+        "asks for a new password and an authenticator app)"
+        if admin_password
+        else "made by an earlier seed, which showed its temporary password"
+    )
     lines = [
         "Demo district ready.",
         f"  Provider:       {issuer}  (sign in at {issuer}/signin)",
         f"  Demo parent:    username {DEMO_USERNAME}  password {DEMO_PASSWORD}",
+        f"  Demo staff:     username {DEMO_ADMIN}  {admin}",
         "  Access IDs to link on /register (Access ID / Access Password):",
     ]
     for s in DEMO_STUDENTS:

@@ -9,7 +9,7 @@ import click
 
 from idp.accounts.district import OPTION_NAMES
 from idp.accounts.password_policy import DepartureRule, PasswordRules, UnknownSchool
-from idp.cli.common import fail, services
+from idp.cli.common import cli_actor, fail, services
 
 
 def _rules_summary(rules: PasswordRules) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def policy() -> None:
 @click.option("--block-context/--no-block-context", default=None)
 def policy_set(school_code: str | None, **changes: Any) -> None:
     try:
-        rules = services().password_policies().set_policy(school_code, **changes)
+        rules = services().password_policies().set_policy(school_code, actor=cli_actor(), **changes)
     except UnknownSchool:
         fail(f"no school with code {school_code!r}")
     except ValueError as error:
@@ -92,7 +92,7 @@ def policy_set(school_code: str | None, **changes: Any) -> None:
 @click.option("--school", "school_code")
 def policy_reset(school_code: str | None) -> None:
     try:
-        services().password_policies().reset_policy(school_code)
+        services().password_policies().reset_policy(school_code, actor=cli_actor())
     except UnknownSchool:
         fail(f"no school with code {school_code!r}")
     services().session.commit()
@@ -131,11 +131,13 @@ def district() -> None:
 @click.option("--allow-email-change/--no-allow-email-change", default=None)
 @click.option("--allow-password-change/--no-allow-password-change", default=None)
 @click.option("--relationships", help='Comma-separated labels, e.g. "Mother,Father,Guardian,Other".')
+@click.option("--lockout-threshold", type=int, help="Failed sign-ins that lock a username (1 to 100).")
+@click.option("--lockout-seconds", type=int, help="How long a lock lasts (60 to 86400 seconds).")
 def district_set(relationships: str | None, **changes: Any) -> None:
     if relationships is not None:
         changes["relationships"] = tuple(relationships.split(","))
     try:
-        services().district_options().set(**changes)
+        services().district_options().set(actor=cli_actor(), **changes)
     except ValueError as error:
         fail(str(error))
     services().session.commit()

@@ -114,6 +114,12 @@ def _subject(kind: str, translations: NullTranslations, values: dict[str, Any]) 
             return _("A student was linked to your account")
         case "password_reset":
             return _("Reset your password")
+        case "student_removed":
+            return _("A student was removed from your account")
+        case "account_deleted":
+            return _("Your account has been removed")
+        case "emulation_started":
+            return _("A member of the district staff viewed your account")
         case "username_reminder":
             return translations.ngettext("Your username", "Your usernames", len(values.get("usernames", ())))
     raise UnknownMessageKind(kind)

@@ -13,6 +13,7 @@ from idp.clock import Clock
 from idp.db import DbSession
 from idp.keys.ring import KeyRing
 from idp.oauth.families import TokenFamilyService, looks_like_refresh_token
+from idp.oauth.scopes import admin_api_audience
 
 MAX_TOKEN_LENGTH = 8192
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a JOSE typ, not a secret)
@@ -77,6 +78,10 @@ class AccessTokens:
         if len(value) > MAX_TOKEN_LENGTH:
             raise AccessTokenRejected("The access token is malformed.")
         claims = self._verified_claims(value)
+        # An admin API token (client credentials, no account) is for the admin API alone.
+        audience = claims.get("aud")
+        if admin_api_audience(self.issuer) in (audience if isinstance(audience, list) else [audience]):
+            raise AccessTokenRejected("The access token is for the admin API.")
         exp = claims.get("exp")
         if not isinstance(exp, int) or exp <= self._now():
             raise AccessTokenRejected("The access token has expired.")
@@ -135,6 +140,9 @@ class AccessTokens:
             "iss": claims.get("iss"),
             "jti": claims.get("jti"),
         }
+        if "act" in claims:
+            # RFC 8693 4.1: who acts for the subject (staff emulating a parent), for introspection too.
+            payload["act"] = claims["act"]
         return InspectedToken("access_token", str(claims.get("client_id", "")), family_id, active, payload)
 
     def _inspect_refresh_token(self, value: str) -> InspectedToken | None:

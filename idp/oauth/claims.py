@@ -49,6 +49,7 @@ RESERVED_CLAIMS = frozenset(
         "client_id",
         "scope",
         "typ",
+        "act",
     }
 )
 

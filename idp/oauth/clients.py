@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from idp.audit import audit
 from idp.db import DbSession
 from idp.oauth.models import Client
-from idp.oauth.scopes import DEFAULT_CLIENT_SCOPE, SUPPORTED_SCOPES, scope_list
+from idp.oauth.scopes import ADMIN_SCOPES, DEFAULT_CLIENT_SCOPE, SUPPORTED_SCOPES, scope_list
 from idp.tokens import new_secret, secret_hash
 
 ID_TOKEN_ALGORITHMS = ("RS256", "ES256")
@@ -37,6 +38,8 @@ class ClientSpec:
     id_token_alg: str = "RS256"  # noqa: S105
     allow_no_pkce: bool = False
     client_id: str | None = None
+    # ``admin:read`` or ``admin:write``: an admin API client (client credentials, no redirect URIs).
+    admin_scope: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,16 +66,18 @@ class ClientService:
             redirect_uris=list(spec.redirect_uris),
             post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             backchannel_logout_uri=spec.backchannel_logout_uri,
-            scope=" ".join(scope_list(spec.scope)),
+            scope=spec.admin_scope or " ".join(scope_list(spec.scope)),
             is_public=spec.public,
             is_first_party=spec.first_party,
             # Public clients always need PKCE: without a secret it is their only proof.
             require_pkce=spec.public or not spec.allow_no_pkce,
             id_token_signed_response_alg=spec.id_token_alg,
+            admin_scope=spec.admin_scope,
         )
         self.session.add(client)
         self.session.flush()
-        audit(self.session, "client.created", client_id=client_id, name=client.name)
+        details: dict[str, Any] = {"admin_scope": spec.admin_scope} if spec.admin_scope else {}
+        audit(self.session, "client.created", client_id=client_id, name=client.name, **details)
         return RegisteredClient(client, secret)
 
     def update(self, client: Client, spec: ClientSpec) -> RegisteredClient:
@@ -83,7 +88,8 @@ class ClientService:
         client.redirect_uris = list(spec.redirect_uris)
         client.post_logout_redirect_uris = list(spec.post_logout_redirect_uris)
         client.backchannel_logout_uri = spec.backchannel_logout_uri
-        client.scope = " ".join(scope_list(spec.scope))
+        client.scope = spec.admin_scope or " ".join(scope_list(spec.scope))
+        client.admin_scope = spec.admin_scope
         client.is_public = spec.public
         client.is_first_party = spec.first_party
         client.require_pkce = spec.public or not spec.allow_no_pkce
@@ -109,6 +115,9 @@ class ClientService:
     def _validate(spec: ClientSpec) -> None:
         if not spec.name.strip():
             raise InvalidClientSettings("a client needs a name")
+        if spec.admin_scope is not None:
+            _validate_admin_client(spec)
+            return
         if not spec.redirect_uris:
             raise InvalidClientSettings("a client needs at least one --redirect-uri")
         for uri in [*spec.redirect_uris, *spec.post_logout_redirect_uris]:
@@ -124,6 +133,20 @@ class ClientService:
             raise InvalidClientSettings(f"--id-token-alg must be one of {', '.join(ID_TOKEN_ALGORITHMS)}")
         if spec.public and spec.allow_no_pkce:
             raise InvalidClientSettings("public clients always need PKCE; drop --allow-no-pkce")
+
+
+def _validate_admin_client(spec: ClientSpec) -> None:
+    if spec.admin_scope not in ADMIN_SCOPES:
+        raise InvalidClientSettings(f"--admin-scope must be one of {', '.join(ADMIN_SCOPES)}")
+    # It uses the client credentials grant alone: a secret is its only proof, and no browser comes back.
+    if spec.public:
+        raise InvalidClientSettings("an admin API client is confidential; drop --public")
+    if spec.redirect_uris or spec.post_logout_redirect_uris or spec.backchannel_logout_uri:
+        raise InvalidClientSettings("an admin API client has no redirect or logout URIs")
+    if spec.first_party or spec.allow_no_pkce:
+        raise InvalidClientSettings(
+            "--first-party and --allow-no-pkce are for portals, not admin API clients"
+        )
 
 
 def _check_uri(uri: str) -> None:

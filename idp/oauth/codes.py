@@ -35,6 +35,8 @@ class SignedInUser:
     session_id: str | None = None
     sid: str | None = None
     offline_access: bool = False
+    # The staff member emulating the account in that session (RFC 8693 ``act``), if one is.
+    acting_staff_id: str | None = None
 
 
 class AuthorizationCodes:
@@ -77,6 +79,7 @@ class AuthorizationCodes:
                 created_at=now,
                 expires_at=now + self.policy.code_life,
                 sid=user.sid,
+                acting_staff_id=user.acting_staff_id,
             )
         )
         audit(

@@ -29,7 +29,8 @@ def discovery_document(settings: Settings, *, id_token_algorithms: list[str]) ->
         "scopes_supported": list(SUPPORTED_SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        # client_credentials: for admin API clients only (Client.check_grant_type).
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algorithms,
         "token_endpoint_auth_methods_supported": TOKEN_ENDPOINT_AUTH_METHODS,

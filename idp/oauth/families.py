@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from idp.accounts.models import OPSession
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
@@ -79,6 +80,10 @@ class TokenFamilyService:
         """Open the family of a redeemed code, holding ``refresh_token`` when offline access was granted."""
         now = self.clock.now()
         life = self.policy.refresh_token_life if refresh_token else self.policy.access_token_life
+        expires_at = now + life
+        if code.acting_staff_id is not None:
+            # What staff were granted while emulating ends with the emulation, at the latest.
+            expires_at = min(expires_at, self._emulation_end(code) or now)
         family = RefreshTokenFamily(
             id=family_id,
             client_id=code.client_id,
@@ -88,11 +93,19 @@ class TokenFamilyService:
             scope=code.scope,
             auth_time=code.auth_time,
             created_at=now,
-            expires_at=now + life,
+            expires_at=expires_at,
+            acting_staff_id=code.acting_staff_id,
         )
         self.session.add(family)
         if refresh_token is not None:
             self.add_refresh_token(family, refresh_token)
+
+    def _emulation_end(self, code: AuthorizationCode) -> datetime | None:
+        return self.session.execute(
+            select(OPSession.emulation_ends_at).where(
+                OPSession.account_id == code.account_id, OPSession.sid == code.sid
+            )
+        ).scalar()
 
     def add_refresh_token(self, family: RefreshTokenFamily, value: str) -> None:
         """Make ``value`` the family's current refresh token (at the start, and at each rotation)."""
@@ -211,6 +224,21 @@ class TokenFamilyService:
                 RefreshTokenFamily.sid.is_(None) | (RefreshTokenFamily.sid != keep_sid)
             )
         families = list(self.session.execute(statement).scalars())
+        for family in families:
+            self.revoke(family, reason=reason)
+        return len(families)
+
+    def revoke_for_session(self, account_id: str, sid: str, *, reason: str) -> int:
+        """Revoke every live family of the account granted in OP session ``sid``; return how many."""
+        families = list(
+            self.session.execute(
+                select(RefreshTokenFamily).where(
+                    RefreshTokenFamily.account_id == account_id,
+                    RefreshTokenFamily.sid == sid,
+                    RefreshTokenFamily.revoked_at.is_(None),
+                )
+            ).scalars()
+        )
         for family in families:
             self.revoke(family, reason=reason)
         return len(families)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from authlib.oauth2.rfc6749 import OAuth2Request, grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 
@@ -36,6 +36,8 @@ class Grantee:
 
     account: Account
     family_id: str
+    # The staff member emulating the account when the grant was made (RFC 8693 ``act``).
+    acting_staff_id: str | None = None
 
     def get_user_id(self) -> str:
         return self.account.id
@@ -98,7 +100,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         # Authlib would issue twice for two concurrent redemptions; one UPDATE decides the winner.
         if not self.services.codes().consume(code):
             self._refuse_replay(code)
-        return Grantee(code.account, family_id=new_id())
+        return Grantee(code.account, family_id=new_id(), acting_staff_id=code.acting_staff_id)
 
     def _refuse_replay(self, code: AuthorizationCode) -> None:
         self.services.families().refuse_replay(code)
@@ -144,11 +146,25 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         account = self.services.session.get(Account, refresh_token.family.account_id)
         if account is None or not account.is_available(self.services.clock.now()):
             raise InvalidGrantError("The account behind this refresh token is not available.")
-        return Grantee(account, family_id=refresh_token.family.id)
+        family = refresh_token.family
+        return Grantee(account, family_id=family.id, acting_staff_id=family.acting_staff_id)
 
     def revoke_old_credential(self, refresh_token: FoundRefreshToken) -> None:
         # Already rotated by authenticate_refresh_token.
         return None
+
+
+class AdminClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    """RFC 6749 4.4 for admin API clients (``Client.check_grant_type``), with ``admin:read`` or
+    ``admin:write`` up to the client's own; no refresh token (Authlib issues none here)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = CONFIDENTIAL_AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        # The server-wide check knows only the OIDC scopes; an admin token is for exactly one scope.
+        client: Client = self.request.client
+        if not client.allows_admin_scope(self.request.payload.scope):
+            raise InvalidScopeError(f"Ask for one scope: admin:read, or {client.admin_scope} at most.")
 
 
 class OpenIDConnect(OpenIDCode):  # type: ignore[misc]
@@ -175,6 +191,7 @@ class OpenIDConnect(OpenIDCode):  # type: ignore[misc]
                 access_token=token["access_token"],
                 nonce=code.nonce,
                 sid=code.sid,
+                acting_staff_id=code.acting_staff_id,
             )
         )
 
@@ -200,5 +217,6 @@ class RefreshedIdToken:
             auth_time=family.auth_time,
             access_token=token["access_token"],
             sid=family.sid,
+            acting_staff_id=family.acting_staff_id,
         )
         return token

@@ -22,6 +22,11 @@ MAX_HINT_LENGTH = 16_384
 NOT_ID_TOKEN_TYPES = frozenset({"at+jwt", "logout+jwt"})
 
 
+def act_claim(staff_id: str) -> dict[str, str]:
+    """Return the RFC 8693 4.1 ``act`` claim naming the staff member who acts as the user."""
+    return {"sub": f"staff:{staff_id}"}
+
+
 class InvalidIdTokenHint(ValueError):
     """The id_token_hint is not an ID token this provider issued."""
 
@@ -47,6 +52,7 @@ def id_token_claims(
     access_token: str | None,
     nonce: str | None = None,
     sid: str | None = None,
+    acting_staff_id: str | None = None,
 ) -> dict[str, Any]:
     """The claims of an ID token; user data never overwrites the ones the token owns."""
     issued_at = int(now.timestamp())
@@ -66,6 +72,8 @@ def id_token_claims(
     if sid:
         # OIDC Back-Channel Logout 1.0 2.1: the session the portal may later be told has ended.
         claims["sid"] = sid
+    if acting_staff_id:
+        claims["act"] = act_claim(acting_staff_id)
     if access_token:
         # OIDC Core 3.1.3.6: at_hash is the left half of the hash of the access token.
         at_hash = create_half_hash(access_token, alg)
@@ -125,6 +133,7 @@ class IdTokens:
         access_token: str | None,
         nonce: str | None = None,
         sid: str | None = None,
+        acting_staff_id: str | None = None,
     ) -> str:
         alg = client.id_token_signed_response_alg
         claims = id_token_claims(
@@ -139,6 +148,7 @@ class IdTokens:
             access_token=access_token,
             nonce=nonce,
             sid=sid,
+            acting_staff_id=acting_staff_id,
         )
         return self.keys.sign(claims, alg=alg)
 

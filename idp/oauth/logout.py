@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import select
 
-from idp.accounts.models import OPSession
+from idp.accounts.models import Account, OPSession
 from idp.accounts.sessions import EndedSession
 from idp.audit import audit
 from idp.clock import Clock
@@ -157,6 +157,9 @@ class BackchannelLogout:
         ]
         if not jobs:
             return []
+        # The account may be gone (deleted by staff, idp.admin.accounts): its events then name it
+        # only by sid, and a failed delivery is not retried (the retry row would name the account).
+        account_id = ended.account_id if self.session.get(Account, ended.account_id) is not None else None
         timeout = self.policy.backchannel_timeout.total_seconds()
         deliveries: list[Delivery] = []
         pool = ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="backchannel")
@@ -175,8 +178,8 @@ class BackchannelLogout:
             # Stragglers end by their own timeout; the page does not wait for them.
             pool.shutdown(wait=False, cancel_futures=True)
         for delivery in deliveries:
-            self._record(delivery, ended.account_id, ended.sid, attempt=1)
-            if delivery.error is not None and delivery.retryable:
+            self._record(delivery, account_id, ended.sid, attempt=1)
+            if delivery.error is not None and delivery.retryable and account_id is not None:
                 self.session.add(
                     BackchannelRetry(
                         client_id=delivery.client_id,
@@ -259,7 +262,7 @@ class BackchannelLogout:
         )
         self.session.delete(retry)
 
-    def _record(self, delivery: Delivery, account_id: str, sid: str, *, attempt: int) -> None:
+    def _record(self, delivery: Delivery, account_id: str | None, sid: str, *, attempt: int) -> None:
         if delivery.error is None:
             audit(
                 self.session,

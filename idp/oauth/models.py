@@ -18,7 +18,7 @@ from idp.db import (
     utc_time,
     utc_time_or_none,
 )
-from idp.oauth.scopes import scope_list
+from idp.oauth.scopes import admin_scope_within, scope_list
 from idp.tokens import secret_matches
 
 
@@ -62,8 +62,15 @@ class Client(Base):
     def get_allowed_scope(self, scope: str | None) -> str:
         if not scope:
             return ""
+        if self.admin_scope is not None:
+            # Authlib asks this when it writes the token: admin:read is within admin:write.
+            return scope if self.allows_admin_scope(scope) else ""
         allowed = set(scope_list(self.scope))
         return " ".join(s for s in scope_list(scope) if s in allowed)
+
+    def allows_admin_scope(self, scope: str | None) -> bool:
+        """Whether this admin API client may have an access token for ``scope``."""
+        return admin_scope_within(scope, self.admin_scope)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         # Exact string match (RFC 9700 2.1): no prefix, no wildcard, no normalisation.
@@ -78,9 +85,13 @@ class Client(Base):
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code"
+        # An admin API client acts for itself: it never sends a browser to /authorize.
+        return response_type == "code" and self.admin_scope is None
 
     def check_grant_type(self, grant_type: str) -> bool:
+        # An admin API client has the client credentials grant, and only that one; no other client has it.
+        if self.admin_scope is not None:
+            return grant_type == "client_credentials"
         # Refresh tokens exist only for offline access, so only a client registered with it may refresh.
         if grant_type == "refresh_token":
             return self.allows_offline_access

@@ -19,6 +19,7 @@ from idp.oauth.access import FAMILY_CLAIM
 from idp.oauth.endpoints import EndSession, Introspection, Revocation
 from idp.oauth.families import new_refresh_token
 from idp.oauth.grants import (
+    AdminClientCredentials,
     CodeGrant,
     Grantee,
     OpenIDConnect,
@@ -26,7 +27,9 @@ from idp.oauth.grants import (
     RefreshGrant,
     S256CodeChallenge,
 )
+from idp.oauth.id_tokens import act_claim
 from idp.oauth.models import Client
+from idp.oauth.scopes import admin_api_audience
 from idp.services import Services
 
 MAX_CLIENT_ID_LENGTH = 64
@@ -38,6 +41,7 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
         self.services = services
         self.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenIDConnect(services)])
         self.register_grant(RefreshGrant, [RefreshedIdToken(services)])
+        self.register_grant(AdminClientCredentials)
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
         self.register_endpoint(EndSession)
@@ -55,6 +59,16 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         families = self.services.families()
+        if request.user is None:
+            # Client credentials: a machine client's own token, no account, no family to store.
+            audit(
+                self.services.session,
+                "access_token.issued",
+                client_id=request.client.client_id,
+                scope=token.get("scope"),
+                grant_type=request.payload.grant_type,
+            )
+            return
         if request.authorization_code is not None:
             families.start(
                 request.user.family_id, request.authorization_code, refresh_token=token.get("refresh_token")
@@ -94,13 +108,23 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_jwks(self) -> KeySet:
         return self.services.keys.signing_key_set("RS256")
 
-    def get_audiences(self, client: Client, user: Grantee, scope: str) -> str:
+    def get_audiences(self, client: Client, user: Grantee | None, scope: str) -> str:
+        # No user: a client credentials token, good only at the admin API (sub is the client_id).
+        if user is None:
+            return admin_api_audience(self.services.settings.issuer)
         return self.services.settings.issuer + "/userinfo"
 
-    def get_extra_claims(self, client: Client, grant_type: str, user: Grantee, scope: str) -> dict[str, Any]:
+    def get_extra_claims(
+        self, client: Client, grant_type: str, user: Grantee | None, scope: str
+    ) -> dict[str, Any]:
         # Authlib times tokens by time.time(); the injected clock decides here (tests freeze it).
         now = int(self.services.clock.now().timestamp())
-        return {"iat": now, "exp": now + self.life, FAMILY_CLAIM: user.family_id}
+        if user is None:
+            return {"iat": now, "exp": now + self.life}
+        claims: dict[str, Any] = {"iat": now, "exp": now + self.life, FAMILY_CLAIM: user.family_id}
+        if user.acting_staff_id:
+            claims["act"] = act_claim(user.acting_staff_id)
+        return claims
 
 
 class Issuer(IssuerParameter):  # type: ignore[misc]

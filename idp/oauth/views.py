@@ -178,6 +178,7 @@ def _authorize(
                 session_id=op_session.id,
                 sid=op_session.sid,
                 offline_access=offline_access,
+                acting_staff_id=op_session.emulated_by,
             )
             response: Response = server.create_authorization_response(
                 request=oauth_request, grant_user=user, grant=grant

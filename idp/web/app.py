@@ -62,6 +62,12 @@ def init_oauth(app: Flask, services: Services) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from idp.accounts.views import account, password_change, recovery, registration, signin
+    from idp.admin.views import accounts as admin_accounts
+    from idp.admin.views import api as admin_api
+    from idp.admin.views import audit as admin_audit
+    from idp.admin.views import district as admin_district
+    from idp.admin.views import emulation as admin_emulation
+    from idp.admin.views import signin as admin_signin
     from idp.oauth.views import bp as oauth
     from idp.web.health import bp as health
 
@@ -73,5 +79,11 @@ def register_blueprints(app: Flask) -> None:
         password_change.bp,
         oauth,
         health,
+        admin_signin.bp,
+        admin_api.bp,
+        admin_audit.bp,
+        admin_district.bp,
+        admin_emulation.bp,
+        admin_accounts.bp,
     ):
         app.register_blueprint(blueprint)

@@ -33,6 +33,11 @@ def change_ticket_cookie_name() -> str:
     return _name("idp_password_change")
 
 
+def staff_cookie_name() -> str:
+    """The console session's cookie: separate from the OP session's, so neither stands for the other."""
+    return _name("idp_staff")
+
+
 def set_cookie(response: Response, name: str, value: str, *, max_age: timedelta | None = None) -> None:
     response.set_cookie(
         name,

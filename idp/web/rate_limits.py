@@ -29,6 +29,10 @@ LIMITER_KEY = "idp.limiter"
 LIMITS: dict[str, tuple[str, str | None, list[str] | None]] = {
     "accounts.signin": ("signin", None, ["POST"]),
     "password_change.change_password": ("signin", None, ["POST"]),
+    "admin.signin": ("signin", None, ["POST"]),
+    "admin.signin_code": ("signin", None, ["POST"]),
+    "admin.change_password": ("signin", None, ["POST"]),
+    "admin.reauth": ("signin", None, ["POST"]),
     "registration.register": ("register", "register", ["POST"]),
     "registration.resend": ("register", "register", ["POST"]),
     "preferences.resend_verification": ("register", "register", ["POST"]),

@@ -51,9 +51,16 @@ class Worker:
         ended = self.end_sessions(built.sessions().end_expired(), "op_session.account_expired")
         if ended:
             self.report(f"ended {ended} session(s) of expired accounts")
+        # Console sessions past their idle time are refused at use already; this removes the rows.
+        if built.staff().end_idle():
+            built.session.commit()
         told, not_told = built.backchannel().retry_due()
         if told or not_told:
             self.report(f"back-channel logout retries: delivered {told}, failed {not_told}")
+        # Reset-all runs (idp.admin.reset_all): a few batches a pass, each its own transaction.
+        batches = built.password_resets().advance()
+        if batches:
+            self.report(f"password reset runs: advanced {batches} batch(es)")
         # Trouble-page requests before the outbox: the worker decides whom to write to
         # (idp.accounts.recovery), and the mail goes out in the same pass.
         answered = built.recovery().answer_requests()

@@ -233,10 +233,14 @@ class ProviderPool:
         workers: int = 1,
         threads: int = 1,
         issuer: str | None = None,
+        behind_one_issuer: bool = False,
         **extra_env: str,
     ) -> list[Provider]:
-        """Start ``count`` gunicorn processes at once; each one's issuer is its own URL unless given."""
+        """Start ``count`` gunicorn processes at once; each one's issuer is its own URL unless given,
+        or the first one's for all of them (``behind_one_issuer``, as behind a load balancer)."""
         ports = [free_port() for _ in range(count)]
+        if behind_one_issuer:
+            issuer = f"http://127.0.0.1:{ports[0]}"
         batch = []
         for port in ports:
             env = provider_env(

@@ -29,10 +29,9 @@ NEW_PASSWORD = "lantern-orchard-velvet-93"
 
 
 @pytest.fixture
-def settings(database_url: str, keys_dir: Path, tmp_path: Path) -> Settings:
-    return settings_for_tests(
-        database_url, keys_dir, smtp_url=f"file://{tmp_path / 'outbox'}", lockout_threshold=3
-    )
+def settings(database_url: str, keys_dir: Path) -> Settings:
+    # The same settings for every test: one app for the module (mail goes to the session's folder).
+    return settings_for_tests(database_url, keys_dir, lockout_threshold=3)
 
 
 @pytest.fixture

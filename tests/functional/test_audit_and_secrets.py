@@ -30,10 +30,18 @@ NEW_PASSWORD = "lantern-orchard-velvet-93"
 RESET_PASSWORD = "a brand new passphrase for dana"
 
 
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Inbox, int]]:
+@pytest.fixture(scope="module")
+def module_mailbox() -> Iterator[tuple[Inbox, int]]:
+    """One SMTP server for the module: one port, so one ``Settings`` and one app, for all its tests."""
     with smtp_server() as server:
         yield server
+
+
+@pytest.fixture
+def mailbox(module_mailbox: tuple[Inbox, int]) -> tuple[Inbox, int]:
+    """The module's SMTP server, emptied of earlier tests' mail before the app is set up."""
+    module_mailbox[0].clear()
+    return module_mailbox
 
 
 @pytest.fixture

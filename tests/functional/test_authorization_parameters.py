@@ -248,7 +248,7 @@ def test_discovery_lists_the_whole_surface(client):
     response = client.get("/.well-known/openid-configuration")
     assert response.mimetype == "application/json"
     doc = response.get_json()
-    assert doc["grant_types_supported"] == ["authorization_code", "refresh_token"]
+    assert doc["grant_types_supported"] == ["authorization_code", "refresh_token", "client_credentials"]
     assert doc["revocation_endpoint"] == ISSUER + "/revoke"
     assert doc["introspection_endpoint"] == ISSUER + "/introspect"
     assert doc["end_session_endpoint"] == ISSUER + "/logout"

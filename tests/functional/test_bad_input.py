@@ -376,7 +376,7 @@ def test_token_for_unknown_client_is_invalid_client(client, portal, issued):
     assert redeem(client, auth, code, portal.client_secret).status_code == 200
 
 
-@pytest.mark.parametrize("grant_type", ["password", "client_credentials", "implicit", ""])
+@pytest.mark.parametrize("grant_type", ["password", "implicit", ""])
 def test_token_with_unsupported_grant_type_is_400(client, portal, grant_type):
     response = client.post(
         "/token",

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from idp.accounts.models import Account
 from idp.accounts.service import SignInContext
+from idp.admin.staff import Step
 from idp.cli import main
-from idp.cli.demo import DEMO_CLIENT_ID, DEMO_USERNAME
+from idp.cli.demo import DEMO_ADMIN, DEMO_CLIENT_ID, DEMO_USERNAME
 from idp.extensions import db
 from idp.oauth.clients import ClientService
 from idp.oauth.models import Client
@@ -371,8 +372,9 @@ def test_demo_seed_twice_keeps_the_data_and_rotates_the_portal_secret(idp):
     second = demo_secret(idp("demo", "seed"))
 
     assert (count(Account), count(Student), count(GuardianLink), count(Client)) == counts
-    assert counts == (1, 4, 2, 1)
-    assert db.session.execute(select(Account.username)).scalar_one() == DEMO_USERNAME
+    assert counts == (2, 4, 2, 1)  # the demo parent and the demo district admin
+    usernames = set(db.session.execute(select(Account.username)).scalars())
+    assert usernames == {DEMO_USERNAME, DEMO_ADMIN}
     assert second != first
     client = ClientService(db.session).find(DEMO_CLIENT_ID)
     assert client is not None
@@ -397,6 +399,16 @@ def test_demo_parent_signs_in_with_the_printed_password(idp):
 
     assert match
     assert signs_in(DEMO_USERNAME, match.group(1))
+
+
+def test_demo_admin_signs_in_to_the_console_with_the_printed_temporary_password(idp):
+    result = idp("demo", "seed")
+    match = re.search(r"username demo\.admin +temporary password (\S+)", result.stdout)
+
+    assert match, result.stdout
+    started = services().staff().sign_in("demo.admin", match.group(1), SignInContext())
+    assert started.console.step is Step.CHANGE_PASSWORD  # then an authenticator, before any page
+    db.session.rollback()
 
 
 # --- keys ---------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_a_code_exchange_sends_six_statements(
     assert sent == ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "SELECT"], sent
 
 
-def test_a_sign_in_sends_six_statements(client: FlaskClient, dana: Account) -> None:
+def test_a_sign_in_sends_seven_statements(client: FlaskClient, dana: Account) -> None:
     from tests.functional.oidc import sign_in
 
     page = client.get("/signin")
@@ -188,6 +188,7 @@ def test_a_sign_in_sends_six_statements(client: FlaskClient, dana: Account) -> N
     with statements_sent() as sent:
         assert sign_in(client, "dana.rivera").status_code == 303
     # The account; the lock Redis may have lost (idp.counters.durable: in the app, on a connection
-    # of its own); whether any policy can expire a password; the sign-in recorded (account, audit
-    # event); the new session.
-    assert sent == ["SELECT", "SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"], sent
+    # of its own); the district's lockout threshold and duration (staff set them in the console);
+    # whether any policy can expire a password; the sign-in recorded (account, audit event); the
+    # new session.
+    assert sent == ["SELECT", "SELECT", "SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"], sent

@@ -6,6 +6,7 @@ import email
 import email.policy
 import html
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,22 @@ from tests.integration.helpers import count
 PASSWORD = "lantern-orchard-velvet-93"
 
 
+@pytest.fixture(scope="module")
+def module_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's mail folder: one folder, so one ``Settings`` and one app, for all its tests."""
+    return tmp_path_factory.mktemp("outbox")
+
+
 @pytest.fixture
-def outbox_dir(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
+def outbox_dir(module_outbox: Path) -> Path:
+    """The module's mail folder, emptied of earlier tests' mail before the app is set up."""
+    shutil.rmtree(module_outbox, ignore_errors=True)
+    return module_outbox
 
 
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path, outbox_dir: Path) -> Settings:
-    # Mail goes to files in the test's own folder (the default would be instance/outbox).
+    # Mail goes to files in the module's own folder (the default would be instance/outbox).
     return settings_for_tests(database_url, keys_dir, smtp_url=f"file://{outbox_dir}")
 
 

@@ -283,9 +283,12 @@ def test_the_default_context_trusts_the_cas_in_ssl_cert_file(start_smtp, test_ca
 
 
 # --- the outbox over SMTP (both databases) ------------------------------------------------
-@pytest.fixture
+@pytest.fixture(scope="module")
 def smtp_port() -> int:
-    """The port of IDP_SMTP_URL; nothing listens on it until a test starts a server there."""
+    """The port of IDP_SMTP_URL; nothing listens on it until a test starts a server there.
+
+    One port for the module: one ``Settings``, so one app, for all its tests.
+    """
     return free_port()
 
 

@@ -80,10 +80,11 @@ def test_services_never_reach_for_the_web_layer_or_the_composition_root() -> Non
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("idp.mail", ("idp.accounts", "idp.oauth", "idp.students")),
-        ("idp.keys", ("idp.accounts", "idp.oauth", "idp.students", "idp.mail")),
-        ("idp.accounts", ("idp.oauth",)),
-        ("idp.students", ("idp.oauth",)),
+        ("idp.mail", ("idp.accounts", "idp.oauth", "idp.students", "idp.admin")),
+        ("idp.keys", ("idp.accounts", "idp.oauth", "idp.students", "idp.mail", "idp.admin")),
+        ("idp.accounts", ("idp.oauth", "idp.admin")),
+        ("idp.students", ("idp.oauth", "idp.admin")),
+        ("idp.oauth", ("idp.admin",)),
     ],
 )
 def test_lower_packages_do_not_import_higher_ones(package: str, forbidden: tuple[str, ...]) -> None:

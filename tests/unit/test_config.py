@@ -220,3 +220,9 @@ def test_development_allows_what_production_refuses():
 
     assert settings.redis_url == "memory://"
     assert not settings.is_production
+
+
+def test_time_zone_is_an_iana_name():
+    assert Settings.from_env({"IDP_TIMEZONE": "America/Chicago"}).timezone == "America/Chicago"
+    with pytest.raises(ConfigError, match="IDP_TIMEZONE"):
+        Settings.from_env({"IDP_TIMEZONE": "Mars/Olympus"})

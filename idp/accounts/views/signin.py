@@ -153,7 +153,9 @@ def logout() -> Response:
         # Without a hint for this very session, ask first: a link must not sign anyone out.
         ask = {name: values.get(name) for name in LOGOUT_PARAMETERS} | {"client": asked.client}
         return make_response(render_template("logout.html", form=SignOutForm(), ask=ask))
-    services().signin().sign_out(browser_session())
+    # Signing out of an emulated session ends the emulation (audited, its grants revoked).
+    if services().emulation().end(browser_session()) is None:
+        services().signin().sign_out(browser_session())
     response = (
         redirect(asked.redirect_uri, code=303)
         if asked.redirect_uri

@@ -1,0 +1,1 @@
+"""The console's pages and the admin JSON API: views only, over the admin services."""
