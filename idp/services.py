@@ -37,6 +37,7 @@ from idp.admin.emulation import Emulation
 from idp.admin.reset_all import PasswordResets
 from idp.admin.search import AccountSearch
 from idp.admin.staff import StaffService
+from idp.admin.staff_management import StaffManagement
 from idp.admin.students import StudentProfiles
 from idp.admin.totp import TotpCipher
 from idp.clock import Clock
@@ -319,6 +320,9 @@ class Services:
         )
 
     # --- the console: staff sign-in ---------------------------------------------------------
+    def staff_management(self) -> StaffManagement:
+        return StaffManagement(self.session)
+
     def staff(self) -> StaffService:
         return StaffService(
             self.session,

@@ -68,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     from idp.admin.views import district as admin_district
     from idp.admin.views import emulation as admin_emulation
     from idp.admin.views import signin as admin_signin
+    from idp.admin.views import staff as admin_staff
     from idp.oauth.views import bp as oauth
     from idp.web.health import bp as health
 
@@ -85,5 +86,6 @@ def register_blueprints(app: Flask) -> None:
         admin_district.bp,
         admin_emulation.bp,
         admin_accounts.bp,
+        admin_staff.bp,
     ):
         app.register_blueprint(blueprint)

@@ -47,6 +47,7 @@ NAVIGATION: tuple[tuple[str, LazyString, Permission], ...] = (
     ("/admin/audit", _l("Audit trail"), Permission.AUDIT_TRAIL),
     ("/admin/district", _l("District options"), Permission.DISTRICT_OPTIONS),
     ("/admin/policies", _l("Password requirements"), Permission.PASSWORD_POLICIES),
+    ("/admin/staff", _l("Staff"), Permission.MANAGE_STAFF),
 )
 
 
