@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import secrets
+import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from idp.students.models import Student
 from idp.web.context import services
 from tests.admin_fixtures import make_staff, staff_client  # noqa: F401
 from tests.receiver import Receiver, backchannel_receiver
+from tests.smtp import Inbox, smtp_server
 
 POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # One database per pytest process, so that concurrent runs on one machine never share rows.
@@ -253,6 +255,35 @@ def receiver() -> Iterator[Receiver]:
 
 
 # --- factories ----------------------------------------------------------------------------
+# --- a mail folder per module (a module overrides ``settings`` to write to it) --------------
+@pytest.fixture(scope="module")
+def module_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's mail folder: one folder, so one ``Settings`` and one app, for all its tests."""
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture
+def outbox(module_outbox: Path) -> Path:
+    """The module's mail folder, emptied of earlier tests' mail before the app is set up."""
+    shutil.rmtree(module_outbox, ignore_errors=True)
+    return module_outbox
+
+
+# --- a real SMTP server per module (a module overrides ``settings`` to send to it) ----------
+@pytest.fixture(scope="module")
+def module_mailbox() -> Iterator[tuple[Inbox, int]]:
+    """One SMTP server for the module: one port, so one ``Settings`` and one app, for all its tests."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox(module_mailbox: tuple[Inbox, int]) -> tuple[Inbox, int]:
+    """The module's SMTP server, emptied of earlier tests' mail before the app is set up."""
+    module_mailbox[0].clear()
+    return module_mailbox
+
+
 @pytest.fixture
 def make_account(app: Flask) -> Callable[..., Account]:
     counter = iter(range(1, 10_000))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,9 @@ from tests.admin_fixtures import csrf_of
 from tests.conftest import PASSWORD, AuthRequest, RegisteredTestClient, csrf_token, settings_for_tests
 from tests.functional.oidc import authorize_as, redeem
 from tests.functional.tokens import OFFLINE_SCOPE, audit_names, introspect, refresh, verified_claims
-from tests.smtp import Inbox, smtp_server, text_of
+from tests.smtp import Inbox, text_of
 
 REASON = "Parent on the phone: cannot find the report cards"
-
-
-@pytest.fixture(scope="module")
-def mailbox() -> Iterator[tuple[Inbox, int]]:
-    # One server for the module: the same settings, so one app per database for every test here.
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -54,7 +47,6 @@ def test_the_parent_is_told_and_shown_with_a_banner_and_no_credential_changes(
     make_account: Callable[..., Account],
     mailbox: tuple[Inbox, int],
 ) -> None:
-    mailbox[0].clear()  # the server is the module's
     console, _staff = staff_client(first_name="Dana", last_name="Admin")
     parent = make_account(first_name="Rosa", last_name="Parks", email="rosa@example.org")
     password_hash = parent.password_hash

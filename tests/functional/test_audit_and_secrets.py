@@ -5,7 +5,7 @@ audit event or a log line, whatever the log level."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,11 @@ from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, redirect_params, settings_for_tests
 from tests.functional import oidc
 from tests.functional.tokens import OFFLINE_SCOPE, basic_auth, introspect, refresh, revoke
-from tests.smtp import Inbox, link_in, smtp_server
+from tests.smtp import Inbox, link_in
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) SchoolPortalTest/1.0"
 NEW_PASSWORD = "lantern-orchard-velvet-93"
 RESET_PASSWORD = "a brand new passphrase for dana"
-
-
-@pytest.fixture(scope="module")
-def module_mailbox() -> Iterator[tuple[Inbox, int]]:
-    """One SMTP server for the module: one port, so one ``Settings`` and one app, for all its tests."""
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(module_mailbox: tuple[Inbox, int]) -> tuple[Inbox, int]:
-    """The module's SMTP server, emptied of earlier tests' mail before the app is set up."""
-    module_mailbox[0].clear()
-    return module_mailbox
 
 
 @pytest.fixture

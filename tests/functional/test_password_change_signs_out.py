@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import html
-import shutil
 from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
@@ -25,19 +24,6 @@ from tests.functional.tokens import OFFLINE_SCOPE, count, refresh
 from tests.receiver import Receiver
 
 NEW_PASSWORD = "lantern-orchard-velvet-93"
-
-
-@pytest.fixture(scope="module")
-def module_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The module's mail folder: one folder, so one ``Settings`` and one app, for all its tests."""
-    return tmp_path_factory.mktemp("outbox")
-
-
-@pytest.fixture
-def outbox(module_outbox: Path) -> Path:
-    """The module's mail folder, emptied of earlier tests' mail before the app is set up."""
-    shutil.rmtree(module_outbox, ignore_errors=True)
-    return module_outbox
 
 
 @pytest.fixture

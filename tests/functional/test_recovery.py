@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,25 +26,11 @@ from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, redirect_params, settings_for_tests
 from tests.functional import oidc, tokens
 from tests.functional.tokens import refresh, sign_in_and_redeem
-from tests.smtp import Inbox, link_in, smtp_server, text_of
+from tests.smtp import Inbox, link_in, text_of
 from tests.timing import steady_gaps
 
 NEW_PASSWORD = "a brand new passphrase for pat"
 RESET_PREFIX = "http://localhost/reset/"
-
-
-@pytest.fixture(scope="module")
-def module_mailbox() -> Iterator[tuple[Inbox, int]]:
-    """One SMTP server for the module: one port, so one ``Settings`` and one app, for all its tests."""
-    with smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(module_mailbox: tuple[Inbox, int]) -> tuple[Inbox, int]:
-    """The module's SMTP server, emptied of earlier tests' mail before the app is set up."""
-    module_mailbox[0].clear()
-    return module_mailbox
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import email
 import email.policy
 import html
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,23 +31,10 @@ from tests.integration.helpers import count
 PASSWORD = "lantern-orchard-velvet-93"
 
 
-@pytest.fixture(scope="module")
-def module_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The module's mail folder: one folder, so one ``Settings`` and one app, for all its tests."""
-    return tmp_path_factory.mktemp("outbox")
-
-
 @pytest.fixture
-def outbox_dir(module_outbox: Path) -> Path:
-    """The module's mail folder, emptied of earlier tests' mail before the app is set up."""
-    shutil.rmtree(module_outbox, ignore_errors=True)
-    return module_outbox
-
-
-@pytest.fixture
-def settings(database_url: str, keys_dir: Path, outbox_dir: Path) -> Settings:
+def settings(database_url: str, keys_dir: Path, outbox: Path) -> Settings:
     # Mail goes to files in the module's own folder (the default would be instance/outbox).
-    return settings_for_tests(database_url, keys_dir, smtp_url=f"file://{outbox_dir}")
+    return settings_for_tests(database_url, keys_dir, smtp_url=f"file://{outbox}")
 
 
 @pytest.fixture
@@ -138,7 +124,7 @@ def test_signin_page_links_to_create_account(client: FlaskClient):
 
 
 def test_registration_creates_the_account_links_both_students_and_mails_a_link(
-    client: FlaskClient, students: tuple[Student, Student], outbox_dir: Path
+    client: FlaskClient, students: tuple[Student, Student], outbox: Path
 ):
     response = post_register(client, **{"students-1-name": "Not Adam"})
 
@@ -150,7 +136,7 @@ def test_registration_creates_the_account_links_both_students_and_mails_a_link(
     assert [(s.first_name, r) for s, r in linked] == [("Adam", "Mother"), ("Zoe", "Mother")]
     finish_reads()
     # Delivered on commit to the file outbox (no SMTP configured).
-    (eml,) = outbox_dir.glob("*.eml")
+    (eml,) = outbox.glob("*.eml")
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["To"] == "dana@example.org"
     assert message["Subject"] == "Verify your email address"
