@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,10 @@ from limits import parse_many
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 DEFAULT_SECRET = ""  # an unset secret means "generate one" in development
 ONE_YEAR_SECONDS = 31_536_000
+LOG_FORMATS = ("json", "text")
+# /metrics answers these addresses without a token (idp.web.metrics): the host itself.
+DEFAULT_METRICS_ALLOW = "127.0.0.1/32,::1/128"
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -34,6 +39,9 @@ class Settings:
     keys_passphrase: str | None = None
     smtp_url: str | None = None
     mail_from: str = "no-reply@localhost"
+    # How long the SMTP client waits for a reply (RFC 5321 4.5.3.2: 5 minutes; the reply after
+    # the message's end gets twice this, the RFC's 10; idp.mail.delivery.SMTPTimeouts).
+    smtp_timeout_seconds: int = 300
     lockout_threshold: int = 10
     lockout_seconds: int = 300
     lockout_window_seconds: int = 900
@@ -61,7 +69,7 @@ class Settings:
     mail_poll_seconds: int = 2
     retention_seconds: int = 2_592_000
     keys_check_seconds: int = 2
-    languages: tuple[str, ...] = ("en",)
+    languages: tuple[str, ...] = ("en", "es")
     max_form_bytes: int = 64 * 1024
     temporary_password_seconds: int = 604_800
     hsts_seconds: int = 31_536_000
@@ -70,6 +78,18 @@ class Settings:
     impersonation_seconds: int = 1800
     # The district's time zone (IANA name) for the dates people read: the console's pages.
     timezone: str = "UTC"
+    # Life of a guardian invitation's link (idp.students.invitations): 14 days.
+    invitation_seconds: int = 1_209_600
+    # Logs: one JSON object per line, or readable text (idp.logs); JSON by default in production.
+    log_format: str = "text"
+    # Who may read /metrics (idp.web.metrics): a bearer token, or a client in these networks.
+    metrics_token: str | None = None
+    metrics_allow: tuple[IPv4Network | IPv6Network, ...] = (
+        ip_network("127.0.0.1/32"),
+        ip_network("::1/128"),
+    )
+    # The port of ``idp worker``'s own /metrics (idp.worker.metrics); 0: none.
+    worker_metrics_port: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -98,6 +118,7 @@ class Settings:
             keys_passphrase=reader.text("IDP_KEYS_PASSPHRASE", "") or None,
             smtp_url=reader.text("IDP_SMTP_URL", "") or None,
             mail_from=reader.text("IDP_MAIL_FROM", "no-reply@localhost"),
+            smtp_timeout_seconds=reader.positive("IDP_SMTP_TIMEOUT_SECONDS", 300),
             lockout_threshold=reader.positive("IDP_LOCKOUT_THRESHOLD", 10),
             lockout_seconds=reader.positive("IDP_LOCKOUT_SECONDS", 300),
             lockout_window_seconds=reader.positive("IDP_LOCKOUT_WINDOW_SECONDS", 900),
@@ -125,13 +146,18 @@ class Settings:
             mail_poll_seconds=reader.positive("IDP_MAIL_POLL_SECONDS", 2),
             retention_seconds=reader.positive("IDP_RETENTION_SECONDS", 2_592_000),
             keys_check_seconds=reader.positive("IDP_KEYS_CHECK_SECONDS", 2),
-            languages=reader.languages("IDP_LANGUAGES", ("en",)),
+            languages=reader.languages("IDP_LANGUAGES", ("en", "es")),
             temporary_password_seconds=reader.positive("IDP_TEMPORARY_PASSWORD_SECONDS", 604_800),
             hsts_seconds=reader.positive("IDP_HSTS_SECONDS", 31_536_000),
             hsts_include_subdomains=reader.boolean("IDP_HSTS_INCLUDE_SUBDOMAINS", False),
             staff_idle_seconds=reader.positive("IDP_STAFF_IDLE_SECONDS", 900),
             impersonation_seconds=reader.positive("IDP_IMPERSONATION_SECONDS", 1800),
             timezone=reader.time_zone("IDP_TIMEZONE", "UTC"),
+            invitation_seconds=reader.positive("IDP_INVITATION_SECONDS", 1_209_600),
+            log_format=reader.choice("IDP_LOG_FORMAT", "json" if production else "text", LOG_FORMATS),
+            metrics_token=reader.text("IDP_METRICS_TOKEN", "") or None,
+            metrics_allow=reader.networks("IDP_METRICS_ALLOW", DEFAULT_METRICS_ALLOW),
+            worker_metrics_port=reader.non_negative("IDP_WORKER_METRICS_PORT", 0),
         )
         settings.validate()
         return settings
@@ -155,6 +181,14 @@ class Settings:
                 parse_many(rate)
             except ValueError:
                 raise ConfigError(f"{name} must be a rate such as 100/minute (got {rate!r}).") from None
+        if self.metrics_token is not None and len(self.metrics_token) < MIN_METRICS_TOKEN_LENGTH:
+            raise ConfigError(
+                f"IDP_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters when set."
+            )
+        if self.worker_metrics_port > 65535:
+            raise ConfigError(
+                f"IDP_WORKER_METRICS_PORT must be a port number (got {self.worker_metrics_port})."
+            )
         if self.session_idle_seconds > self.session_max_seconds:
             raise ConfigError("IDP_SESSION_IDLE_SECONDS may not exceed IDP_SESSION_MAX_SECONDS.")
         if not self.is_production:
@@ -241,6 +275,20 @@ class _Reader:
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum} (got {value}).")
         return value
+
+    def networks(self, name: str, default: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Comma-separated addresses or CIDR networks; empty means none."""
+        found = []
+        for item in self.text(name, default).split(","):
+            if not item.strip():
+                continue
+            try:
+                found.append(ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must list IP addresses or networks such as 10.0.0.0/8 (got {item.strip()!r})."
+                ) from None
+        return tuple(found)
 
     def time_zone(self, name: str, default: str) -> str:
         value = self.text(name, default)

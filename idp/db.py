@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
@@ -109,9 +110,15 @@ def import_models() -> None:
     import idp.counters.models
     import idp.mail.models
     import idp.oauth.models
-    import idp.students.models  # noqa: F401
+    import idp.students.models
+    import idp.students.roster.models  # noqa: F401
 
 
 def migrations_directory() -> Path:
-    """The Alembic folder at the top of the checkout (the project installs editable)."""
-    return Path(__file__).resolve().parent.parent / "migrations"
+    """Return the Alembic folder, shipped inside the ``idp`` package.
+
+    A wheel holds the files (package data), so an installed provider migrates from any folder.
+    """
+    # Installed packages live on the file system (pip never installs a zipped wheel), so the
+    # resource is a real folder that Alembic can read.
+    return Path(str(resources.files("idp") / "migrations"))

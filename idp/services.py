@@ -17,10 +17,13 @@ from sqlalchemy import Engine
 
 from idp.accounts.administration import AccountAdministration
 from idp.accounts.change_ticket import ChangeTickets
+from idp.accounts.deletion import AccountDeletion
 from idp.accounts.devices import DeviceCookies
 from idp.accounts.district import DistrictOptions, DistrictOptionsService
 from idp.accounts.hashing import BoundedPasswordHasher
+from idp.accounts.legacy_import import LegacyAccounts
 from idp.accounts.lockout import Lockout
+from idp.accounts.own_data import OwnData
 from idp.accounts.password_policy import PasswordPolicyService
 from idp.accounts.preferences import PreferencesService
 from idp.accounts.recovery import RecoveryService
@@ -47,7 +50,7 @@ from idp.db import DbSession
 from idp.keys.ring import KeyRing
 from idp.keys.rotation import KeyRotation, KeyTimings, audited
 from idp.mail.compose import TemplateComposer
-from idp.mail.delivery import Transport, transport_for
+from idp.mail.delivery import SMTPTimeouts, Transport, message_domain, transport_for
 from idp.mail.notifications import Notifier
 from idp.mail.outbox import Outbox
 from idp.oauth.access import AccessTokens
@@ -59,6 +62,7 @@ from idp.oauth.families import TokenFamilyService
 from idp.oauth.id_tokens import IdTokens
 from idp.oauth.logout import BackchannelLogout
 from idp.oauth.pending import PendingRequests
+from idp.oauth.portal_grants import PortalGrants
 from idp.policy import (
     AccessPolicy,
     HashingPolicy,
@@ -68,7 +72,13 @@ from idp.policy import (
     TokenPolicy,
 )
 from idp.students.access import StudentAccess
+from idp.students.credentials import AccessIssuer
 from idp.students.guardianship import GuardianshipService
+from idp.students.invitations import GuardianInvitations
+from idp.students.letters import FamilyLetters, LetterSettings
+from idp.students.roster.importer import RosterImport
+from idp.students.schools import SchoolService
+from idp.students.unlinking import GuardianUnlinking
 
 
 class Services:
@@ -107,8 +117,15 @@ class Services:
             check_seconds=settings.keys_check_seconds,
         )
         self.devices = DeviceCookies(secret_key, clock=clock, policy=self.lockout_policy)
-        self.mail_transport: Transport = transport_for(settings.smtp_url, instance_path)
-        self.composer = TemplateComposer(default_locale=settings.languages[0])
+        self.mail_transport: Transport = transport_for(
+            settings.smtp_url, instance_path, SMTPTimeouts(float(settings.smtp_timeout_seconds))
+        )
+        self.composer = TemplateComposer(
+            default_locale=settings.languages[0],
+            timezone=settings.timezone,
+            # Read when a message is composed: staff may rename the district at any time.
+            district_name=lambda: self.district_options().current().name,
+        )
 
     @property
     def lockout(self) -> Lockout:
@@ -211,8 +228,45 @@ class Services:
             actor=actor,
         )
 
+    def account_deletion(self) -> AccountDeletion:
+        """Deleting an account for good: staff's (the console) and the holder's (Account Preferences)."""
+        return AccountDeletion(
+            self.session,
+            notifier=self.notifier(),
+            sessions=self.sessions(),
+            revoke_grants=self._revoke_grants,
+            tell_portals=self.backchannel().tell,
+            district_name=self.district_options().current().name,
+        )
+
+    def own_data(self) -> OwnData:
+        """A parent's own data in Account Preferences: students, devices, the export, deletion."""
+        return OwnData(
+            self.session,
+            clock=self.clock,
+            session_policy=self.session_policy,
+            accounts=self.accounts(),
+            sessions=self.sessions(),
+            unlinking=self.guardian_unlinking(),
+            deletion=self.account_deletion(),
+            revoke_session_grants=lambda account_id, sid, reason: self.families().revoke_for_session(
+                account_id, sid, reason=reason
+            ),
+            tell_portals=self.backchannel().tell,
+            portal_grants=PortalGrants(self.session),
+            relationships=self.district_options().current().relationships,
+        )
+
     def _revoke_grants(self, account_id: str, reason: str, keep_sid: str | None = None) -> int:
         return self.families().revoke_for_account(account_id, reason=reason, keep_sid=keep_sid)
+
+    def legacy_accounts(self) -> LegacyAccounts:
+        return LegacyAccounts(
+            self.session,
+            clock=self.clock,
+            guardianship=self.guardianship(),
+            relationships=self.district_options().current().relationships,
+        )
 
     def recovery(self) -> RecoveryService:
         return RecoveryService(
@@ -231,7 +285,12 @@ class Services:
 
     # --- students --------------------------------------------------------------------------
     def guardianship(self) -> GuardianshipService:
-        return GuardianshipService(self.session, hasher=self.hasher)
+        return GuardianshipService(
+            self.session, hasher=self.hasher, clock=self.clock, single_use=self._single_use_access
+        )
+
+    def _single_use_access(self) -> bool:
+        return self.district_options().current().single_use_access_passwords
 
     def student_access(self) -> StudentAccess:
         return StudentAccess(
@@ -240,6 +299,55 @@ class Services:
             counters=self.counters.store,
             keys=self.counters.keys,
             policy=AccessPolicy.from_settings(self.settings),
+            single_use=self._single_use_access,
+        )
+
+    def schools(self) -> SchoolService:
+        return SchoolService(self.session, district_timezone=self.settings.timezone)
+
+    def access_issuer(self) -> AccessIssuer:
+        return AccessIssuer(self.session, hasher=self.hasher, clock=self.clock)
+
+    def family_letters(self) -> FamilyLetters:
+        options = self.district_options().current()
+        return FamilyLetters(
+            self.session,
+            schools=self.schools(),
+            issuer=self.access_issuer(),
+            clock=self.clock,
+            settings=LetterSettings(
+                district_name=options.name,
+                district_language=self.settings.languages[0],
+                register_url=f"{self.issuer}/register",
+                account_url=f"{self.issuer}/account/students",
+                single_use=options.single_use_access_passwords,
+            ),
+        )
+
+    # --- rosters and guardian invitations ----------------------------------------------------
+    def guardian_unlinking(self) -> GuardianUnlinking:
+        return GuardianUnlinking(
+            self.session, notifier=self.notifier(), district_name=self.district_options().current().name
+        )
+
+    def roster_import(self) -> RosterImport:
+        return RosterImport(self.session, clock=self.clock, unlinking=self.guardian_unlinking())
+
+    def guardian_invitations(self) -> GuardianInvitations:
+        return GuardianInvitations(
+            self.session,
+            clock=self.clock,
+            life=timedelta(seconds=self.settings.invitation_seconds),
+            outbox=self.outbox(),
+            composer=self.composer,
+            notifier=self.notifier(),
+            guardianship=self.guardianship(),
+            accounts=self.accounts(),
+            policies=self.password_policies(),
+            verification=self.email_verification(),
+            link=lambda token: f"{self.issuer}/invitations/{token}",
+            district_name=self.district_options().current().name,
+            languages=self.settings.languages,
         )
 
     # --- OAuth and OpenID Connect ----------------------------------------------------------
@@ -349,6 +457,7 @@ class Services:
             revoke_grants=self._revoke_grants,
             tell_portals=self.backchannel().tell,
             options=self.district_options().current(),
+            deletion=self.account_deletion(),
         )
 
     def account_search(self) -> AccountSearch:
@@ -362,7 +471,7 @@ class Services:
 
     # --- mail ------------------------------------------------------------------------------
     def outbox(self) -> Outbox:
-        return Outbox(self.session, clock=self.clock)
+        return Outbox(self.session, clock=self.clock, message_domain=message_domain(self.settings.mail_from))
 
     def notifier(self) -> Notifier:
         return Notifier(self.session, outbox=self.outbox(), composer=self.composer)

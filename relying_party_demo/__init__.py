@@ -18,6 +18,7 @@ def create_app(settings: PortalSettings | None = None, *, clock: Clock | None = 
         register_blueprints,
         register_error_handlers,
     )
+    from relying_party_demo.language import init_language
 
     settings = settings or PortalSettings.from_env()
     settings.validate()
@@ -28,4 +29,5 @@ def create_app(settings: PortalSettings | None = None, *, clock: Clock | None = 
     init_oauth(app)
     register_blueprints(app)
     register_error_handlers(app)
+    init_language(app, secure=settings.uses_https)
     return app

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from filelock import FileLock
 
@@ -15,6 +16,7 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 DEFAULT_BASE_URL = "http://127.0.0.1:5001"
 DEFAULT_ISSUER = "http://127.0.0.1:5000"
 DEFAULT_DATABASE_URL = "sqlite:///portal.db"
+DEFAULT_DISTRICT_NAME = "School District"
 # File names inside the instance folder, which the provider's files may share in a checkout.
 SECRET_FILE = "portal_secret_key"  # noqa: S105 (a file name, not a secret)
 SCHEMA_LOCK = "portal_schema.lock"
@@ -34,6 +36,10 @@ class PortalSettings:
     idle_seconds: int = 900
     database_url: str = DEFAULT_DATABASE_URL
     http_timeout: float = 10.0
+    # The district the portal serves, named on printed records (the provider's default name).
+    district_name: str = DEFAULT_DISTRICT_NAME
+    # The district's clocks (an IANA name): times a parent reads are shown in it.
+    timezone: str = "UTC"
 
     @property
     def redirect_uri(self) -> str:
@@ -68,6 +74,8 @@ class PortalSettings:
             secret_key=text("RP_SECRET_KEY"),
             idle_seconds=idle_seconds,
             database_url=text("RP_DATABASE_URL", DEFAULT_DATABASE_URL),
+            district_name=text("RP_DISTRICT_NAME", DEFAULT_DISTRICT_NAME) or DEFAULT_DISTRICT_NAME,
+            timezone=text("RP_TIMEZONE", "UTC") or "UTC",
         )
         settings.validate()
         return settings
@@ -87,6 +95,12 @@ class PortalSettings:
             raise ConfigError(f"RP_IDLE_SECONDS must be at least 1 (got {self.idle_seconds}).")
         if self.secret_key and len(self.secret_key) < 32:
             raise ConfigError("RP_SECRET_KEY must be at least 32 characters (or unset in development).")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"RP_TIMEZONE must be a time zone name such as America/Chicago (got {self.timezone!r})."
+            ) from None
         if not self.database_url:
             raise ConfigError("RP_DATABASE_URL may not be empty (unset: SQLite in the instance folder).")
 

@@ -31,7 +31,9 @@ from relying_party_demo.tokens import (
 )
 
 CLIENT_NAME = "district"
-SCOPE = "openid profile email students"
+# offline_access: a refresh token, so the portal can read fresh claims (relying_party_demo.freshness);
+# a client registered without it simply gets none.
+SCOPE = "openid profile email students offline_access"
 EXTENSION_KEY = "relying_party_demo.oauth"
 # The provider's default JWKS Cache-Control max-age (IDP_JWKS_MAX_AGE).
 JWKS_MAX_AGE_SECONDS = 300

@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-TERM = "Semester 1"
+
+def N_(message: str) -> str:
+    """Mark a word for the portal's catalogue; the pages translate it when they show it."""
+    return message
+
+
+TERM = N_("Semester 1")
 
 
 @dataclass(frozen=True)
@@ -25,23 +31,23 @@ class School:
 
 
 ELEMENTARY = (
-    "Reading",
-    "Writing",
-    "Mathematics",
-    "Science",
-    "Social Studies",
-    "Art",
-    "Music",
-    "Physical Education",
+    N_("Reading"),
+    N_("Writing"),
+    N_("Mathematics"),
+    N_("Science"),
+    N_("Social Studies"),
+    N_("Art"),
+    N_("Music"),
+    N_("Physical Education"),
 )
 MIDDLE = (
-    "English Language Arts",
-    "Mathematics",
-    "Life Science",
-    "World History",
-    "Spanish I",
-    "Band",
-    "Physical Education",
+    N_("English Language Arts"),
+    N_("Mathematics"),
+    N_("Life Science"),
+    N_("World History"),
+    N_("Spanish I"),
+    N_("Band"),
+    N_("Physical Education"),
 )
 SCHOOLS = {
     "LES": School("LES", "Lincoln Elementary School", ELEMENTARY),
@@ -68,6 +74,8 @@ class LinkedStudent:
     family_name: str
     school_id: str
     relationship: str
+    # The provider's name for the school (``school_name``); empty from a provider without it.
+    school_name: str = ""
 
     @property
     def full_name(self) -> str:
@@ -159,7 +167,9 @@ def demo_record(student: LinkedStudent) -> StudentRecord | None:
         unexcused_absences=draw("unexcused", 0, 2),
         tardies=draw("tardies", 0, 4),
     )
-    return StudentRecord(student, school, TERM, grades, attendance)
+    # The district's name for the school wins over the portal's own.
+    named = School(school.code, student.school_name or school.name, school.courses)
+    return StudentRecord(student, named, TERM, grades, attendance)
 
 
 def _student(item: object) -> LinkedStudent | None:
@@ -169,10 +179,12 @@ def _student(item: object) -> LinkedStudent | None:
     if not all(isinstance(v, str) for v in values.values()) or not values["id"]:
         return None
     relationship = item.get("relationship")
+    school_name = item.get("school_name")
     return LinkedStudent(
         id=str(values["id"]),
         given_name=str(values["given_name"]),
         family_name=str(values["family_name"]),
         school_id=str(values["school_id"]),
         relationship=relationship if isinstance(relationship, str) else "",
+        school_name=school_name if isinstance(school_name, str) else "",
     )

@@ -7,17 +7,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import requests
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from relying_party_demo.app import portal
 from relying_party_demo.export import export_filename, student_xml
+from relying_party_demo.freshness import ClaimsRefused, HeldTokens, merged_claims
+from relying_party_demo.language import current_language
 from relying_party_demo.last_page import COOKIE_NAME as LAST_PAGE_COOKIE
 from relying_party_demo.last_page import MAX_AGE as LAST_PAGE_MAX_AGE
 from relying_party_demo.provider import ProviderUnavailable, district
@@ -36,11 +42,19 @@ from relying_party_demo.web_session import current_session
 log = logging.getLogger(__name__)
 bp = Blueprint("views", __name__)
 RELOAD_OFFER = "reload_offer"
+# A cookie set when this browser's portal session timed out: the next sign-in asks for the
+# password (prompt=login) until one completes. A cookie, not a session row: nothing is kept.
+SIGN_IN_AGAIN_COOKIE = "rp_sign_in_again"
+# Set on the way to Account Preferences: the next page refreshes the claims at once.
+REFRESH_CLAIMS = "refresh_claims"
+HELD_TOKENS = "held_tokens"
+# Pages that never read the claims, so they never wait for the provider.
+NOT_REFRESHED = {"views.logout", "views.account_preferences"}
 # Pages that answer whatever became of the session: the provider's calls, probes, the callback.
 NOT_AFTER_TIMEOUT = {"views.backchannel_logout", "views.healthz", "views.callback", "static"}
 
-NOT_AVAILABLE = "Student information is not available at this time."
-PROVIDER_DOWN_AFTER_SIGN_OUT = (
+NOT_AVAILABLE = _l("Student information is not available at this time.")
+PROVIDER_DOWN_AFTER_SIGN_OUT = _l(
     "You are signed out of the portal, but the district sign-in service could not be reached "
     "to sign you out there too. Close your browser to finish signing out."
 )
@@ -49,11 +63,72 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 @bp.before_app_request
-def _signed_out_after_idle() -> str | None:
+def _signed_out_after_idle() -> BaseResponse | None:
     """After RP_IDLE_SECONDS without a request, the next page says so (the row is already gone)."""
     if current_session().timed_out and request.endpoint not in NOT_AFTER_TIMEOUT:
-        return render_template("timed_out.html")
+        response = make_response(render_template("timed_out.html"))
+        response.set_cookie(
+            SIGN_IN_AGAIN_COOKIE,
+            "1",
+            path="/",
+            httponly=True,
+            secure=portal().settings.uses_https,
+            samesite="Lax",
+        )
+        return response
     return None
+
+
+@bp.before_app_request
+def _fresh_claims() -> BaseResponse | None:
+    """Read the claims again when older than a minute, or at once back from Account Preferences."""
+    session = current_session()
+    identity = session.identity
+    if identity is None or request.endpoint in NOT_AFTER_TIMEOUT | NOT_REFRESHED:
+        return None
+    now = portal().clock.now()
+    held = HeldTokens.load(session.get(HELD_TOKENS))
+    asked = bool(session.pop(REFRESH_CLAIMS, False))
+    if held is None or not (asked or held.stale(now)):
+        return None
+    try:
+        claims, held = _claims_now(identity, held, now)
+    except ClaimsRefused as refusal:
+        # The provider ended what this session stood on (signed out, account removed): so do we.
+        log.info("claims refresh refused: %s", refusal)
+        session.end()
+        return redirect(url_for("views.home"))
+    except (OAuthError, ProviderUnavailable, requests.RequestException, ValueError) as error:
+        # The provider is unreachable for now: keep the claims we have and try on the next page.
+        log.warning("claims not refreshed: %s", error)
+        return None
+    session[HELD_TOKENS] = held.dump()
+    session.refresh_identity(Identity(identity.sub, identity.sid, identity.id_token, claims))
+    return None
+
+
+def _claims_now(identity: Identity, held: HeldTokens, now: datetime) -> tuple[dict[str, Any], HeldTokens]:
+    """Userinfo with a usable access token, renewed from the refresh token when needed."""
+    client = district()
+    if not held.usable(now):
+        if held.refresh_token is None:
+            raise OAuthError(description="the access token expired and there is no refresh token")
+        try:
+            token = client.fetch_access_token(grant_type="refresh_token", refresh_token=held.refresh_token)
+        except OAuthError as error:
+            if error.error == "invalid_grant":
+                raise ClaimsRefused(f"refresh token refused: {error.description}") from None
+            raise
+        held = HeldTokens.from_response(dict(token), now, previous=held)
+    response = client.get(
+        client.load_server_metadata()["userinfo_endpoint"],
+        token={"access_token": held.access_token, "token_type": "Bearer"},
+    )
+    if response.status_code == 401:
+        raise ClaimsRefused("the access token was refused")
+    response.raise_for_status()
+    claims = merged_claims(identity.claims, response.json(), identity.sub)
+    return claims, HeldTokens(held.access_token, held.refresh_token, held.expires_at, now.timestamp())
 
 
 def signed_in(view: View) -> View:
@@ -84,9 +159,18 @@ def home() -> str | BaseResponse:
 @bp.get("/login")
 def login() -> BaseResponse:
     """Start the authorization code flow: state, nonce and PKCE kept in the server-side session."""
-    if current_session().identity is not None:
+    session = current_session()
+    if session.identity is not None:
         return redirect(url_for("views.home"))
-    response: BaseResponse = district().authorize_redirect(portal().settings.redirect_uri)
+    settings = portal().settings
+    # No silent re-entry on a shared computer: the provider's session (IDP_SESSION_IDLE_SECONDS)
+    # outlives ours, so a sign-in older than our idle time, or any after a timeout, asks for the
+    # password again (OIDC Core 3.1.2.1 max_age and prompt=login; the provider honours both).
+    extra = {"prompt": "login"} if request.cookies.get(SIGN_IN_AGAIN_COOKIE) else {}
+    # The provider's pages in the portal's language (OIDC Core 3.1.2.1 ui_locales).
+    response: BaseResponse = district().authorize_redirect(
+        settings.redirect_uri, max_age=settings.idle_seconds, ui_locales=current_language(), **extra
+    )
     return response
 
 
@@ -96,22 +180,22 @@ def callback() -> BaseResponse | tuple[str, int]:
     settings = portal().settings
     # RFC 9207: an answer naming another issuer is a mix-up attack; Authlib does not check it.
     if request.args.get("iss", settings.issuer) != settings.issuer:
-        return refused("The answer came from a sign-in service this portal does not use.")
+        return refused(_("The answer came from a sign-in service this portal does not use."))
     try:
         token = district().authorize_access_token()
     except MismatchingStateError:
-        return refused("This sign-in was not started in this browser, or it took too long.")
+        return refused(_("This sign-in was not started in this browser, or it took too long."))
     except OAuthError as error:
         log.info("sign-in ended by the provider: %s %s", error.error, error.description)
         if error.error in ("access_denied", "login_required", "consent_required"):
-            return refused("The sign-in was cancelled.")
-        return refused("The district sign-in service could not complete the sign-in.")
+            return refused(_("The sign-in was cancelled."))
+        return refused(_("The district sign-in service could not complete the sign-in."))
     except IdTokenRefused as refusal:
         log.warning("ID token refused (%s): %s", refusal.reason, refusal)
-        return refused(f"The portal could not verify the sign-in: {refusal}")
+        return refused(_("The portal could not verify the sign-in: %(reason)s", reason=refusal))
     claims = token.get("userinfo")
     if not claims or "id_token" not in token:
-        return refused("The district sign-in service answered without an ID token.")
+        return refused(_("The district sign-in service answered without an ID token."))
     sid = claims.get("sid")
     identity = Identity(
         sub=claims["sub"],
@@ -124,9 +208,12 @@ def callback() -> BaseResponse | tuple[str, int]:
     offer = last_pages.load(request.cookies.get(LAST_PAGE_COOKIE), identity.sub)
     session.clear()  # whatever the browser held before signing in is not carried over
     session.sign_in(identity)
+    session[HELD_TOKENS] = HeldTokens.from_response(token, portal().clock.now()).dump()
     if offer:
         session[RELOAD_OFFER] = offer
-    return redirect(url_for("views.home"))
+    response = redirect(url_for("views.home"))
+    response.delete_cookie(SIGN_IN_AGAIN_COOKIE, path="/", secure=settings.uses_https, samesite="Lax")
+    return response
 
 
 def _returned_from_logout() -> bool:
@@ -161,7 +248,12 @@ def student(student_id: str) -> BaseResponse:
 def student_print(student_id: str) -> str:
     identity = _identity()
     selected = _own_student(linked_students(identity.claims), student_id)
-    return render_template("print.html", student=selected, record=demo_record(selected))
+    return render_template(
+        "print.html",
+        student=selected,
+        record=demo_record(selected),
+        district_name=portal().settings.district_name,
+    )
 
 
 @bp.get("/students/<student_id>/export.xml")
@@ -171,7 +263,7 @@ def student_export(student_id: str) -> Response | tuple[str, int]:
     selected = _own_student(linked_students(identity.claims), student_id)
     record = demo_record(selected)
     if record is None:
-        return render_template("not_found.html", message=NOT_AVAILABLE), 404
+        return render_template("not_found.html", message=NOT_AVAILABLE, **frame_of(identity)), 404
     response = Response(student_xml(record), mimetype="application/xml")
     response.headers["Content-Disposition"] = f'attachment; filename="{export_filename(record)}"'
     response.headers["Cache-Control"] = "no-store"
@@ -186,11 +278,21 @@ def help_page() -> BaseResponse:
             "help.html",
             account=_account(identity) if identity else None,
             idle_minutes=max(1, portal().settings.idle_seconds // 60),
+            provider_trouble_url=f"{portal().settings.issuer}/signin/trouble",
         )
     )
     if identity is not None:
         _remember_page(response, identity)
     return response
+
+
+@bp.get("/account-preferences")
+@signed_in
+def account_preferences() -> BaseResponse:
+    """Go to the provider's Account Preferences, which links back here; on return, fresh claims."""
+    current_session()[REFRESH_CLAIMS] = True
+    settings = portal().settings
+    return redirect(f"{settings.issuer}/account?{urlencode({'client_id': settings.client_id})}")
 
 
 @bp.get("/healthz")
@@ -257,6 +359,11 @@ def _own_student(students: list[LinkedStudent], student_id: str) -> LinkedStuden
     return found
 
 
+def frame_of(identity: Identity | None) -> dict[str, Any]:
+    """What base.html's header needs: the account when someone is signed in."""
+    return {"account": _account(identity) if identity is not None else None}
+
+
 def _account(identity: Identity) -> dict[str, str]:
     claims = identity.claims
     name = " ".join(
@@ -264,16 +371,19 @@ def _account(identity: Identity) -> dict[str, str]:
     ).strip()
     return {
         "name": name or str(claims.get("name") or claims.get("preferred_username") or ""),
-        "previous_sign_in": previous_sign_in(claims.get("last_login_at")),
+        "previous_sign_in": previous_sign_in(
+            claims.get("last_login_at"), ZoneInfo(portal().settings.timezone)
+        ),
     }
 
 
-def previous_sign_in(last_login_at: object) -> str:
+def previous_sign_in(last_login_at: object, zone: tzinfo = UTC) -> str:
     """The name's tooltip: when this account last signed in before now (a security aid)."""
     if isinstance(last_login_at, bool) or not isinstance(last_login_at, int | float):
         return "This is your first sign-in"
-    when = datetime.fromtimestamp(last_login_at, UTC)
-    return f"Previous sign-in: {when:%A, %B} {when.day}, {when:%Y at %H:%M} UTC"
+    # In the district's time zone (RP_TIMEZONE), named by its abbreviation (CST, UTC...).
+    when = datetime.fromtimestamp(last_login_at, zone)
+    return f"Previous sign-in: {when:%A, %B} {when.day}, {when:%Y at %H:%M %Z}"
 
 
 def _page(

@@ -55,6 +55,12 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self._rotate = True
         self.modified = True
 
+    def refresh_identity(self, identity: Identity) -> None:
+        """Replace the claims of the same user's session (no new id: nobody new signed in)."""
+        assert self._identity is not None and identity.sub == self._identity.sub
+        self._identity = identity
+        self.modified = True
+
     def end(self) -> None:
         """Forget everything and start an empty session under a fresh id."""
         self.clear()

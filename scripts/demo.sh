@@ -45,10 +45,9 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$BIN/gunicorn" 'idp:create_app()' \
-  --bind "127.0.0.1:$PORT" --workers "$workers" --threads 4 \
-  --no-control-socket --access-logfile - --error-logfile - \
-  --logger-class idp.web.access_log.RedactingLogger &
+# idp.gunicorn_conf: one log line per request from the app itself, metrics across the workers.
+"$BIN/gunicorn" 'idp:create_app()' --config python:idp.gunicorn_conf \
+  --bind "127.0.0.1:$PORT" --workers "$workers" --threads 4 --no-control-socket &
 pids+=("$!")
 # The portal's sessions are rows in its own SQLite database: any number of workers share them.
 "$BIN/gunicorn" 'relying_party_demo:create_app()' \

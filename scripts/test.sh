@@ -17,10 +17,14 @@ require "PostgreSQL at 127.0.0.1:5432" "$BIN/python" -c \
 require "Redis at 127.0.0.1:6379" "$BIN/python" -c \
   "import redis; redis.Redis(host='127.0.0.1', port=6379, socket_timeout=3).ping()"
 
-# The browser tests drive Debian's Chromium (never a browser build that Playwright downloads).
-if ! command -v chromium >/dev/null; then
+# The browser tests drive Debian's Chromium (never a browser build that Playwright downloads);
+# the deployment tests check the shipped Caddyfile with Debian's Caddy.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v caddy >/dev/null || missing+=(caddy)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
 "$BIN/ruff" check idp relying_party_demo tests bench

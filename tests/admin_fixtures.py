@@ -1,21 +1,24 @@
-"""Factories for console tests: staff members (``make_staff``) and signed-in console clients
-(``staff_client``). Imported into tests/conftest.py."""
+"""Factories for console tests: staff members (``make_staff``), signed-in console clients
+(``staff_client``) and admin API clients (``make_admin_client``). Imported into tests/conftest.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from idp.accounts.models import Account
 from idp.admin.actor import Actor
 from idp.admin.models import StaffMember, StaffRole
 from idp.admin.totp import new_totp_secret
 from idp.extensions import db
+from idp.oauth.clients import ClientSpec
 from idp.web.context import services
 
 STAFF_PASSWORD = "Staff-Console-Passphrase-42"
@@ -122,3 +125,40 @@ def staff_client(
         return client, account
 
     return make
+
+
+# --- the admin API's clients -------------------------------------------------------------
+@dataclass(frozen=True)
+class AdminClient:
+    client_id: str
+    secret: str
+
+
+def admin_spec(scope: str) -> ClientSpec:
+    return ClientSpec(name="District SIS sync", redirect_uris=[], admin_scope=scope)
+
+
+@pytest.fixture
+def make_admin_client(app: Any) -> Callable[..., AdminClient]:
+    def make(scope: str = "admin:write", schools: tuple[str, ...] = ()) -> AdminClient:
+        registered = services().admin_clients().register(admin_spec(scope), schools)
+        db.session.commit()
+        assert registered.client_secret
+        return AdminClient(registered.client.client_id, registered.client_secret)
+
+    return make
+
+
+def ask_token(
+    client: FlaskClient, admin: AdminClient, scope: str | None = "admin:write", **form: str
+) -> TestResponse:
+    data = {"grant_type": "client_credentials", **form}
+    if scope is not None:
+        data["scope"] = scope
+    return client.post("/token", data=data, auth=(admin.client_id, admin.secret))
+
+
+def bearer(client: FlaskClient, admin: AdminClient, scope: str = "admin:write") -> dict[str, str]:
+    response = ask_token(client, admin, scope)
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}

@@ -38,7 +38,7 @@ from idp.extensions import db
 from idp.oauth.clients import ClientService, ClientSpec
 from idp.students.models import Student
 from idp.web.context import services
-from tests.admin_fixtures import make_staff, staff_client  # noqa: F401
+from tests.admin_fixtures import make_admin_client, make_staff, staff_client  # noqa: F401
 from tests.receiver import Receiver, backchannel_receiver
 from tests.smtp import Inbox, smtp_server
 

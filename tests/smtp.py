@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 import socket
 import threading
@@ -13,6 +14,10 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+# aiosmtpd logs every connection at INFO from its own thread, between tests too: the provider's
+# log (INFO, idp.logs) would print them all.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 class Inbox:

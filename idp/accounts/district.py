@@ -26,6 +26,8 @@ class DistrictOptions:
     # IDP_LOCKOUT_SECONDS until staff set them).
     lockout_threshold: int = 10
     lockout_seconds: int = 300
+    # The Infinite Campus way: a letter's Access Password links one guardian, the next needs a new one.
+    single_use_access_passwords: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DistrictOptions:

@@ -47,7 +47,12 @@ class Account(Base):
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
+    # "argon2id", or the legacy scheme of an imported hash (idp.accounts.legacy_hashes) until the
+    # first sign-in upgrades it; the salt of an imported salted digest waits beside it.
     password_scheme: Mapped[str] = mapped_column(String(32), default="argon2id")
+    legacy_salt: Mapped[str | None] = mapped_column(String(255))
+    # Set when ``idp accounts import`` created the account: only such accounts does a re-import update.
+    imported_at: Mapped[utc_time_or_none]
     # Empty means the password was never chosen by its holder: it must be changed.
     password_changed_at: Mapped[utc_time_or_none]
     must_change_password: Mapped[bool_false]

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, select, update
 
+from idp.accounts import legacy_hashes
 from idp.accounts.models import Account
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher, normalise_password
 from idp.accounts.policy_models import PasswordHistory, PasswordPolicyRecord
@@ -300,6 +301,16 @@ class PasswordPolicyService:
         ).scalar_one_or_none()
         return DISTRICT_DEFAULT if record is None else PasswordRules.from_record(record)
 
+    def strictest_possible(self) -> PasswordRules:
+        """Return, rule by rule, the strictest of the district's and every school's own rules.
+
+        What Create Account shows before it knows the students' schools: whatever they turn out
+        to be, a password that meets these meets theirs.
+        """
+        combined = PasswordRules.strictest(rules for _, rules in self.all_policies())
+        assert combined is not None  # the district's rules are always there
+        return combined
+
     def rules_for_schools(self, school_ids: Iterable[str]) -> PasswordRules:
         """Return the strictest rules among these schools; a school without its own takes the district's."""
         wanted = set(school_ids)
@@ -392,10 +403,13 @@ class PasswordPolicyService:
     def _replace_hash(self, account: Account, password: str) -> None:
         """Keep the old hash in the history, set the new one, and end the account's recovery links."""
         now = self.clock.now()
-        self.session.add(
-            PasswordHistory(account_id=account.id, password_hash=account.password_hash, replaced_at=now)
-        )
+        # An imported legacy hash goes without a trace (DESIGN, "Secrets at rest"), as at its upgrade.
+        if not legacy_hashes.is_legacy(account.password_scheme):
+            self.session.add(
+                PasswordHistory(account_id=account.id, password_hash=account.password_hash, replaced_at=now)
+            )
         account.password_hash = self.hasher.hash(password)
+        account.password_scheme, account.legacy_salt = legacy_hashes.MODERN_SCHEME, None
         # A recovery link dies with any password change (STYLE 9), including one staff make.
         self.session.execute(
             update(RecoveryToken)

@@ -30,7 +30,7 @@ from idp.accounts.verification import EmailVerification
 from idp.audit import audit
 from idp.db import DbSession
 from idp.mail.notifications import Notifier
-from idp.students.guardianship import GuardianshipService
+from idp.students.guardianship import AccessSpent, GuardianshipService
 from idp.students.models import GuardianLink, Student
 
 # (account id, reason, sid to keep) -> revoke the account's refresh-token families (TokenFamilyService).
@@ -92,6 +92,18 @@ class PreferencesService:
         audit(self.session, "profile.changed", account_id=account.id, field="name")
         self.session.commit()
 
+    def change_language(self, account: Account, language: str, offered: tuple[str, ...]) -> None:
+        """Set the language of the account's mail (and of its pages, through the view's cookie)."""
+        if language not in offered:
+            problems = Problems()
+            problems.add("language", Problem.NOT_OFFERED if language else Problem.REQUIRED)
+            raise ChangeRefused(problems)
+        if account.locale == language:
+            return
+        account.locale = language
+        audit(self.session, "profile.changed", account_id=account.id, field="language")
+        self.session.commit()
+
     def change_username(self, account: Account, username: str) -> None:
         problems = Problems()
         chosen = check_username(problems, "username", username, self.accounts, except_account_id=account.id)
@@ -126,7 +138,7 @@ class PreferencesService:
         account.email_verified_at = None
         self.session.flush()
         audit(self.session, "email.changed", account_id=account.id)
-        self.verification.send(account)
+        self.verification.send(account, after_change=True)
         self.session.commit()
         return True
 
@@ -168,8 +180,8 @@ class PreferencesService:
             self.session.commit()  # the refusal's audit event stays
             raise
         # History is looked at only once the holder has proved who they are.
-        reused = self.policies.reuses if required else self.policies.was_used_before
-        if not violations and reused(account, new, rules):
+        # The current password never counts as a new one, whatever the history keeps (issue 19).
+        if not violations and self.policies.reuses(account, new, rules):
             violations.append(Violation.REUSED)
         if violations:
             problems.password = violations
@@ -205,7 +217,15 @@ class PreferencesService:
             self.session.commit()
             raise ChangeRefused(problems)
         ((student, relationship),) = found
-        link = self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
+        try:
+            link = self.guardianship.link_by_access(
+                account, student, relationship, allowed=self.options.relationships
+            )
+        except AccessSpent:
+            # Another guardian spent a single-use Access Password since it was checked.
+            self.session.rollback()
+            problems.rows[0] = RowProblem(Problem.ROW_ACCESS)
+            raise ChangeRefused(problems) from None
         self.notifier.send(
             account,
             "student_linked",

@@ -24,8 +24,14 @@ from idp.accounts.verification import EmailVerification
 from idp.audit import audit
 from idp.counters.store import whole_minutes
 from idp.db import DbSession
-from idp.students.access import AccessDenied, AccessPaused, AccessRateLimited, StudentAccess
-from idp.students.guardianship import GuardianshipService
+from idp.students.access import (
+    AccessDenied,
+    AccessPaused,
+    AccessRateLimited,
+    StudentAccess,
+    normalise_access_id,
+)
+from idp.students.guardianship import AccessSpent, GuardianshipService
 from idp.students.models import Student
 from idp.students.relationships import UnknownRelationship, canonical_relationship
 
@@ -54,6 +60,7 @@ class Problem(enum.StrEnum):
     ROW_PAUSED = "row_paused"
     ROW_RATE_LIMITED = "row_rate_limited"
     ROW_ALREADY_LINKED = "row_already_linked"
+    NOT_OFFERED = "not_offered"  # a choice that is not among those offered (a language)
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,15 @@ class Registration:
     password_confirm: str
     students: tuple[StudentEntry, ...]
     ip_address: str | None = None
+    # The language of the pages the form was filled in: the account's mail goes in it.
+    locale: str | None = None
+
+
+def _row_of(entries: tuple[StudentEntry, ...], student: Student) -> int:
+    """Return the index of the row that named ``student`` by its Access ID."""
+    return next(
+        (i for i, entry in enumerate(entries) if normalise_access_id(entry.access_id) == student.access_id), 0
+    )
 
 
 def _has_control(text: str) -> bool:
@@ -244,8 +260,17 @@ class RegistrationService:
             self.session.rollback()
             problems.add("username", Problem.USERNAME_TAKEN)
             raise RegistrationRefused(problems) from None
-        for student, relationship in links:
-            self.guardianship.link(account, student, relationship, allowed=self.options.relationships)
+        account.locale = form.locale
+        try:
+            for student, relationship in links:
+                self.guardianship.link_by_access(
+                    account, student, relationship, allowed=self.options.relationships
+                )
+        except AccessSpent:
+            # Another guardian spent a single-use Access Password since it was checked.
+            self.session.rollback()
+            problems.rows[_row_of(form.students, student)] = RowProblem(Problem.ROW_ACCESS)
+            raise RegistrationRefused(problems) from None
         audit(self.session, "account.registered", account_id=account.id, ip_address=form.ip_address)
         self.verification.send(account)
         self.session.commit()

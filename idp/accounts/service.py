@@ -7,9 +7,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
-from prometheus_client import Counter
 from sqlalchemy import case, func, select
 
+from idp.accounts import legacy_hashes
 from idp.accounts.devices import TrustedDevice
 from idp.accounts.lockout import LockedOut, Lockout, Started
 from idp.accounts.models import Account, AccountStatus, AccountType
@@ -20,13 +20,7 @@ from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
 from idp.clock import Clock
 from idp.db import DbSession
-
-SIGNIN_FAILURES = Counter("idp_signin_failures", "Sign-ins refused for a wrong username or password.")
-SIGNIN_LOCKED = Counter(
-    "idp_signin_locked", "Sign-ins refused without a password check because the username was locked."
-)
-LOCKOUTS = Counter("idp_lockouts", "Usernames or devices locked after too many failures.", ["scope"])
-
+from idp.metrics import LOCKOUTS, SIGNIN_FAILURES, SIGNIN_LOCKED
 
 # Accounts one email address may name at sign-in; the password decides among them.
 MAX_CANDIDATES = 5
@@ -201,7 +195,9 @@ class AccountService:
                 **context.audited(),
             )
             raise TemporaryPasswordExpired()
-        if self.hasher.needs_rehash(account.password_hash):
+        if legacy_hashes.is_legacy(account.password_scheme):
+            self._upgrade_legacy(account, password)
+        elif self.hasher.needs_rehash(account.password_hash):
             account.password_hash = self.hasher.hash(password)
             audit(self.session, "password_hash.upgraded", account_id=account.id)
         reason = self.policies.change_due(account) if self.policies is not None else None
@@ -357,8 +353,32 @@ class AccountService:
         if not candidates:
             self.hasher.verify_dummy(password[:MAX_PASSWORD_LENGTH])
             return None
-        matches = [self.hasher.verify(account.password_hash, password) for account in candidates]
+        matches = [self._matches(account, password) for account in candidates]
         return next((account for account, right in zip(candidates, matches, strict=True) if right), None)
+
+    def _matches(self, account: Account, password: str) -> bool:
+        if not legacy_hashes.is_legacy(account.password_scheme):
+            return self.hasher.verify(account.password_hash, password)
+        # An imported hash (idp accounts import) costs one argon2 run besides its own check, so that
+        # a wrong password takes no less time than a modern account's: the time tells no one which.
+        self.hasher.verify_dummy(password)
+        return legacy_hashes.verify(
+            account.password_scheme, account.password_hash, account.legacy_salt, password
+        )
+
+    def _upgrade_legacy(self, account: Account, password: str) -> None:
+        """Re-hash an imported password with argon2id and delete the old hash, in this transaction.
+
+        A district's reset passwords ("welcome", "changeme") must then be changed before the sign-in
+        completes, as the old portal asked.
+        """
+        scheme = account.password_scheme
+        account.password_hash = self.hasher.hash(password)
+        account.password_scheme = legacy_hashes.MODERN_SCHEME
+        account.legacy_salt = None
+        if legacy_hashes.is_default_password(password):
+            account.must_change_password = True
+        audit(self.session, "account.password_upgraded", account_id=account.id, scheme=scheme)
 
     def _hashing_slot(self) -> AbstractContextManager[None]:
         # The provider's hasher bounds concurrent argon2 runs (idp.accounts.hashing); hold its slot

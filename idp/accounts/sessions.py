@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -184,6 +185,9 @@ class SessionService:
             )
             .order_by(OPSession.last_seen_at)
             .limit(limit)
+            # Another worker ending sessions right now keeps its own: each is ended (and its
+            # portals told) once. SQLite has one writer at a time anyway.
+            .with_for_update(skip_locked=True)
         ).all()
         ended = [self._ending(row.id, row.sid, row.account_id, timed_out=True) for row in rows]
         if rows:
@@ -202,6 +206,7 @@ class SessionService:
             .join(Account, Account.id == OPSession.account_id)
             .where(Account.expires_at <= now, Account.expires_at > now - within)
             .limit(limit)
+            .with_for_update(skip_locked=True, of=OPSession)
         ).all()
         ended = [self._ending(row.id, row.sid, row.account_id) for row in rows]
         if rows:
@@ -214,6 +219,20 @@ class SessionService:
         if keep is not None:
             statement = statement.where(OPSession.id != keep)
         rows = self.session.execute(statement).all()
+        ended = [self._ending(row.id, row.sid, account_id) for row in rows]
+        if rows:
+            self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))
+        return ended
+
+    def end_ids(self, account_id: str, op_session_ids: Sequence[str]) -> list[EndedSession]:
+        """End the listed sessions of the account (ids of another account's are ignored); return them."""
+        if not op_session_ids:
+            return []
+        rows = self.session.execute(
+            select(OPSession.id, OPSession.sid).where(
+                OPSession.account_id == account_id, OPSession.id.in_(list(op_session_ids))
+            )
+        ).all()
         ended = [self._ending(row.id, row.sid, account_id) for row in rows]
         if rows:
             self.session.execute(delete(OPSession).where(OPSession.id.in_([row.id for row in rows])))

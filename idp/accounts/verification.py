@@ -77,7 +77,9 @@ class EmailVerification:
     def token_for(self, account: Account) -> str:
         return str(self._serializer.dumps([account.id, _email_digest(account.email)]))
 
-    def send(self, account: Account, *, limit: bool = False, actor: str | None = None) -> bool:
+    def send(
+        self, account: Account, *, limit: bool = False, actor: str | None = None, after_change: bool = False
+    ) -> bool:
         """Queue a verification link to the account's address; return False if none is sent.
 
         ``actor``: the staff member or client who asked for it (the console's resend), audited.
@@ -90,7 +92,12 @@ class EmailVerification:
         ):
             raise TooManyVerificationMails()
         composed = self.composer.compose(
-            "email_verification", account, link=self.link(self.token_for(account)), days=LINK_LIFE.days
+            "email_verification",
+            account,
+            link=self.link(self.token_for(account)),
+            days=LINK_LIFE.days,
+            # A changed address is not a new account: the closing line says what to do if it was not you.
+            after_change=after_change,
         )
         self.outbox.queue(
             to=account.email,

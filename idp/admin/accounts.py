@@ -54,6 +54,7 @@ from idp.accounts.administration import (
     TellPortals,
     TemporaryPassword,
 )
+from idp.accounts.deletion import AccountDeletion, Deleted
 from idp.accounts.district import DistrictOptions
 from idp.accounts.lockout import Lockout
 from idp.accounts.models import Account, AccountStatus, AccountType, OPSession, SessionClient
@@ -69,6 +70,7 @@ from idp.oauth.models import Client, RefreshTokenFamily
 from idp.policy import SessionPolicy
 from idp.students.models import GuardianLink, School, Student
 from idp.students.relationships import SELF, canonical_relationship
+from idp.students.unlinking import GuardianUnlinking
 
 # (account id, reason) -> revoke every refresh-token family of the account; return how many.
 RevokeGrants = Callable[[str, str], int]
@@ -227,17 +229,6 @@ class AccountView:
     grants: list[GrantView]
 
 
-@dataclass(frozen=True)
-class Deleted:
-    """What went with a deleted account (its tombstone says the same)."""
-
-    account_id: str
-    ended_sessions: int
-    revoked_grants: int
-    unlinked_students: int
-    notified: bool
-
-
 class StaffAccounts:
     def __init__(
         self,
@@ -253,6 +244,7 @@ class StaffAccounts:
         revoke_grants: RevokeGrants,
         tell_portals: TellPortals,
         options: DistrictOptions,
+        deletion: AccountDeletion,
     ) -> None:
         self.session = session
         self.clock = clock
@@ -267,6 +259,8 @@ class StaffAccounts:
         self.tell_portals = tell_portals
         # The district's name (in the mail) and the relationship labels it offers.
         self.options = options
+        # The holder's own deletion (Account Preferences) goes through the same service.
+        self.deletion = deletion
 
     # --- finding ------------------------------------------------------------------------------
     def find(self, actor: Actor, account_id: str) -> Account:
@@ -460,32 +454,8 @@ class StaffAccounts:
         if found is None:
             raise StudentNotLinked(sis_id)
         link, student = found
-        relationship = link.relationship
-        self.session.delete(link)
-        self.session.flush()
-        if account.primary_student_id == student.id:
-            # As at registration: the first student linked becomes the primary one.
-            account.primary_student_id = self.session.execute(
-                select(GuardianLink.student_id)
-                .where(GuardianLink.account_id == account.id)
-                .order_by(GuardianLink.created_at, GuardianLink.id)
-                .limit(1)
-            ).scalar_one_or_none()
-        notified = self.notifier.send(
-            account,
-            "student_removed",
-            student_name=student.first_name,
-            district_name=self.options.name,
-        )
-        audit(
-            self.session,
-            "guardian_link.removed",
-            account_id=account.id,
-            actor=actor.label,
-            student_id=student.sis_id,
-            relationship=relationship,
-            notified=notified,
-        )
+        unlinking = GuardianUnlinking(self.session, notifier=self.notifier, district_name=self.options.name)
+        unlinking.remove(account, link, student, actor=actor.label)
         self.session.commit()
 
     def delete_account(self, actor: Actor, account_id: str, reason: str) -> Deleted:
@@ -496,34 +466,7 @@ class StaffAccounts:
         type, actor, reason and counts, and nothing personal (no name, address or username).
         """
         account = self._acting(actor, Permission.MANAGE_ACCOUNTS, account_id)
-        reason = _reason(reason)
-        notified = self.notifier.send(account, "account_deleted", district_name=self.options.name)
-        ended = self.sessions.end_all(account.id)
-        revoked = self.revoke_grants(account.id, "account_deleted")
-        unlinked = int(
-            self.session.execute(
-                select(func.count()).select_from(GuardianLink).where(GuardianLink.account_id == account.id)
-            ).scalar_one()
-        )
-        deleted = Deleted(account.id, len(ended), revoked, unlinked, notified)
-        # account_id stays empty: the column would be SET NULL with the row anyway.
-        audit(
-            self.session,
-            "account.deleted",
-            actor=actor.label,
-            deleted_account_id=account.id,
-            account_type=account.type.value,
-            reason=reason,
-            ended_sessions=deleted.ended_sessions,
-            revoked_grants=deleted.revoked_grants,
-            unlinked_students=deleted.unlinked_students,
-            was_test_account=account.is_test_account,
-        )
-        # Links, sessions, grants and codes go by ON DELETE CASCADE; audit and outbox rows stay, unlinked.
-        self.session.delete(account)
-        self.session.commit()
-        self.tell_portals(ended)
-        return deleted
+        return self.deletion.delete(account, actor=actor.label, reason=_reason(reason))
 
     def disable(self, actor: Actor, account_id: str, reason: str) -> int:
         """Disable the account and sign it out everywhere; return how many sessions ended."""

@@ -60,9 +60,9 @@ class Actor:
         if self.school_ids is None:
             return managed & true()
         linked = exists(
-            select(GuardianLink.id)
-            .join(Student, Student.id == GuardianLink.student_id)
-            .where(GuardianLink.account_id == Account.id, Student.school_id.in_(self.school_ids))
+            select(GuardianLink.id).where(
+                GuardianLink.account_id == Account.id, GuardianLink.school_id.in_(self.school_ids)
+            )
         )
         return managed & linked
 

@@ -22,6 +22,7 @@ CONSOLE_OPTIONS = (
     "require_email_verification",
     "lockout_threshold",
     "lockout_seconds",
+    "single_use_access_passwords",
 )
 POLICY_RULES = (
     "min_length",

@@ -39,6 +39,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         ProblemType("unsupported-media-type", 415, "Unsupported media type"),
         ProblemType("invalid-field", 422, "Invalid field"),
         ProblemType("server-error", 500, "Internal server error"),
+        ProblemType("unavailable", 503, "Service unavailable"),
     )
 }
 
@@ -264,6 +265,10 @@ PROBLEMS: dict[str, Any] = {
     "TooLarge": _problem("The request body is too large."),
     "UnsupportedMediaType": _problem("The body is not application/json."),
     "Unprocessable": _problem("A body field is missing, unknown, or has a value that is not allowed."),
+    "Unavailable": {
+        **_problem("The database is out of reach for now; nothing was changed. Try again after Retry-After."),
+        "headers": {"Retry-After": {"schema": {"type": "string"}, "required": True}},
+    },
 }
 
 
@@ -277,9 +282,10 @@ def _responses(ok: dict[str, Any], *problems: str) -> dict[str, Any]:
         "TooLarge": "413",
         "UnsupportedMediaType": "415",
         "Unprocessable": "422",
+        "Unavailable": "503",
     }
     found = {"200": ok}
-    for name in ("Unauthorized", "Forbidden", *problems):
+    for name in ("Unauthorized", "Forbidden", *problems, "Unavailable"):
         found[codes[name]] = {"$ref": f"#/components/responses/{name}"}
     return found
 

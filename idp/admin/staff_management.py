@@ -37,6 +37,8 @@ class StaffListing:
     last_name: str
     role: StaffRole
     school_codes: tuple[str, ...]
+    # The same schools as people read them, in the same order.
+    school_names: tuple[str, ...]
     enrolled: bool
     last_login_at: datetime | None
 
@@ -53,13 +55,13 @@ class StaffManagement:
             .join(StaffMember, StaffMember.account_id == Account.id)
             .order_by(Account.last_name, Account.first_name, Account.id)
         ).all()
-        schools: dict[str, list[str]] = {}
-        for account_id, code in self.session.execute(
-            select(StaffSchool.account_id, School.code)
+        schools: dict[str, list[tuple[str, str]]] = {}
+        for account_id, code, name in self.session.execute(
+            select(StaffSchool.account_id, School.code, School.name)
             .join(School, School.id == StaffSchool.school_id)
             .order_by(School.code)
         ):
-            schools.setdefault(account_id, []).append(code)
+            schools.setdefault(account_id, []).append((code, name))
         return [
             StaffListing(
                 id=account.id,
@@ -68,7 +70,8 @@ class StaffManagement:
                 first_name=account.first_name,
                 last_name=account.last_name,
                 role=member.role,
-                school_codes=tuple(schools.get(account.id, ())),
+                school_codes=tuple(code for code, _ in schools.get(account.id, ())),
+                school_names=tuple(name for _, name in schools.get(account.id, ())),
                 enrolled=member.totp_confirmed_at is not None,
                 last_login_at=account.current_login_at,
             )

@@ -12,7 +12,9 @@ from flask.cli import FlaskGroup
 
 def _create_app() -> Flask:
     from idp import create_app
+    from idp.logs import send_logs_to_stderr
 
+    send_logs_to_stderr()  # stdout is the command's output (--json)
     return create_app()
 
 
@@ -39,13 +41,16 @@ main = IdpGroup(
 
 
 def register_cli(app: Flask) -> None:
-    from idp.cli import accounts, clients, demo, keys, policy, students, worker
+    from idp.cli import accounts, clients, demo, keys, policy, roster, students, worker
+    from idp.cli import schools as school_commands
     from idp.cli import staff as staff_commands
 
     for group in (
         demo.demo,
         clients.clients,
         students.students,
+        school_commands.schools,
+        roster.roster,
         accounts.accounts,
         keys.keys,
         policy.policy,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
 from idp.accounts.administration import AccountAdministration, TemporaryPasswordRefused
+from idp.accounts.legacy_import import ImportReport
 from idp.accounts.models import Account, AccountType
 from idp.accounts.service import UsernameTaken
 from idp.accounts.views.messages import password_message
@@ -190,3 +193,54 @@ def _expiry(text: str) -> datetime | None:
     if not 2000 <= at.year <= 9000:
         raise ValueError(text)
     return at
+
+
+@accounts.command(
+    "import",
+    help="Import an old portal's accounts from a UTF-8 CSV file, with their password hashes (verified "
+    "and upgraded to argon2id at each first sign-in) and student links. All or nothing: one rejected "
+    "row and nothing is written. See docs/operations/legacy-accounts.md.",
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row and print the report; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def accounts_import(file: Path, dry_run: bool, as_json: bool) -> None:
+    built = services()
+    try:
+        with file.open("rb") as stream:
+            report = built.legacy_accounts().import_csv(
+                stream, name=str(file), dry_run=dry_run, actor=cli_actor()
+            )
+    except OSError as error:
+        fail(f"cannot read {file}: {error.strerror or error}")
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        _print_import_report(report)
+    if report.rejected_count:
+        fail(f"nothing was imported: {report.rejected_count} row(s) rejected")
+    if dry_run:
+        click.echo("dry run: nothing was written", err=True)
+
+
+def _print_import_report(report: ImportReport) -> None:
+    click.echo(f"{'':10}{'accounts':>10}{'links':>8}")
+    for kind in ("created", "updated", "unchanged", "removed"):
+        counts = getattr(report, kind)
+        click.echo(f"{kind:10}{counts.accounts:>10}{counts.links:>8}")
+    click.echo(f"{'rejected':10}{report.rejected_count:>10}")
+    for rejected in report.as_json()["rejected"]:
+        click.echo(f"{rejected['file']}:{rejected['line']}: {rejected['reason']}")
+
+
+@accounts.command("legacy-status", help="Count the accounts still on an imported (legacy) password hash.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def accounts_legacy_status(as_json: bool) -> None:
+    schemes = services().legacy_accounts().status()
+    if as_json:
+        click.echo(json.dumps({"schemes": schemes, "total": sum(schemes.values())}))
+        return
+    click.echo(f"{'scheme':20}{'accounts':>10}")
+    for scheme, count in schemes.items():
+        click.echo(f"{scheme:20}{count:>10}")
+    click.echo(f"{'total':20}{sum(schemes.values()):>10}")

@@ -10,6 +10,7 @@ from idp.accounts.models import AccountType
 from idp.admin.models import StaffRole
 from idp.cli.common import fail, services
 from idp.oauth.clients import ClientSpec, InvalidClientSettings
+from idp.oauth.scopes import DEFAULT_CLIENT_SCOPE
 from idp.services import Services
 
 DEFAULT_RP_BASE_URL = "http://127.0.0.1:5001"
@@ -111,6 +112,8 @@ def seed_demo(built: Services, *, rp_base_url: str = DEFAULT_RP_BASE_URL) -> str
         post_logout_redirect_uris=[f"{rp_base_url}/"],
         backchannel_logout_uri=f"{rp_base_url}/backchannel-logout",
         first_party=True,
+        # A refresh token lets the portal show the students as they are now (fresh claims).
+        scope=f"{DEFAULT_CLIENT_SCOPE} offline_access",
     )
     clients = built.clients()
     existing = clients.find(DEMO_CLIENT_ID)

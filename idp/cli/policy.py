@@ -133,6 +133,11 @@ def district() -> None:
 @click.option("--relationships", help='Comma-separated labels, e.g. "Mother,Father,Guardian,Other".')
 @click.option("--lockout-threshold", type=int, help="Failed sign-ins that lock a username (1 to 100).")
 @click.option("--lockout-seconds", type=int, help="How long a lock lasts (60 to 86400 seconds).")
+@click.option(
+    "--single-use-access-passwords/--no-single-use-access-passwords",
+    default=None,
+    help="An Access Password links one guardian, then stops working.",
+)
 def district_set(relationships: str | None, **changes: Any) -> None:
     if relationships is not None:
         changes["relationships"] = tuple(relationships.split(","))

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from idp.counters.store import Attempt, CounterStore, Threshold, Window
+from idp.metrics import REDIS_FALLBACK_ACTIVE
 
 log = logging.getLogger("idp.redis")
 T = TypeVar("T")
@@ -59,6 +60,7 @@ class RedisHealth:
             self._failures_since_log += 1
             if self._down_since is None:
                 self._down_since = now
+                REDIS_FALLBACK_ACTIVE.set(1)
                 self._last_log = now
                 self._failures_since_log = 0
                 log.warning(
@@ -85,6 +87,7 @@ class RedisHealth:
                 return
             outage = self._monotonic() - self._down_since
             self._down_since = None
+            REDIS_FALLBACK_ACTIVE.set(0)
         log.warning("Redis answers again after %.1f s; counters are shared through it again", outage)
 
 

@@ -7,11 +7,13 @@ Babel directly rather than through Flask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from babel.support import NullTranslations, Translations
@@ -66,20 +68,29 @@ class TemplateComposer:
         templates: Path = PACKAGE / "templates",
         translations: Path = PACKAGE / "translations",
         default_locale: str = "en",
+        timezone: str = "UTC",
+        district_name: Callable[[], str] | None = None,
     ) -> None:
         self.templates = templates
         self.translations = translations
         self.default_locale = default_locale
+        # Times in mail read as the district's clocks show them (IDP_TIMEZONE), like the pages.
+        self.timezone = ZoneInfo(timezone)
         self._by_locale: dict[str, tuple[Environment, NullTranslations]] = {}
+        self.district_name = district_name
 
     def compose(self, kind: str, account: Recipient, **values: Any) -> Composed:
         locale = account.locale or self.default_locale
         environment, translations = self._for(locale)
         subject = _subject(kind, translations, values)
-        context = {"account": account, "subject": subject, "locale": locale, **values}
-        text = environment.get_template(f"mail/{kind}.txt").render(context)
+        district = self.district_name() if self.district_name is not None else ""
+        context = {"account": account, "subject": subject, "locale": locale, "district": district, **values}
+        text = environment.get_template(f"mail/{kind}.txt").render(context).strip()
         html = environment.get_template(f"mail/{kind}.html").render(context)
-        return Composed(subject=subject, text=text.strip() + "\n", html=html)
+        if district:
+            # Every message says who sends it (the HTML layout shows it at the top).
+            text += f"\n\n-- \n{district}"
+        return Composed(subject=subject, text=text + "\n", html=html)
 
     def _for(self, locale: str) -> tuple[Environment, NullTranslations]:
         found = self._by_locale.get(locale)
@@ -91,14 +102,19 @@ class TemplateComposer:
                 extensions=["jinja2.ext.i18n"],
             )
             environment.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
-            environment.filters["datetimeformat"] = partial(_datetime_format, locale=locale)
+            environment.filters["datetimeformat"] = partial(
+                _datetime_format, locale=locale, timezone=self.timezone
+            )
             found = self._by_locale[locale] = (environment, translations)
         return found
 
 
-def _datetime_format(moment: datetime, format: str = "medium", *, locale: str) -> str:
-    """Flask-Babel's filter of the same name, as the pages have it: the locale's words, in UTC."""
-    return format_datetime(moment, format, tzinfo=UTC, locale=locale)
+def _datetime_format(moment: datetime, format: str = "medium", *, locale: str, timezone: tzinfo) -> str:
+    """Flask-Babel's filter of the same name, as the pages have it: the locale's words, the
+    district's time zone (a naive time is UTC, as the database keeps it)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_datetime(moment, format, tzinfo=timezone, locale=locale)
 
 
 def _subject(kind: str, translations: NullTranslations, values: dict[str, Any]) -> str:
@@ -120,6 +136,8 @@ def _subject(kind: str, translations: NullTranslations, values: dict[str, Any]) 
             return _("Your account has been removed")
         case "emulation_started":
             return _("A member of the district staff viewed your account")
+        case "guardian_invitation":
+            return _("Your invitation to see your students in the school portals")
         case "username_reminder":
             return translations.ngettext("Your username", "Your usernames", len(values.get("usernames", ())))
     raise UnknownMessageKind(kind)

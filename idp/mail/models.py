@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from email.utils import make_msgid
+
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, id_pk, utc_now, utc_time, utc_time_or_none
+
+
+def new_message_id(domain: str = "localhost") -> str:
+    """A Message-ID (RFC 5322 3.6.4), made once when a message is queued."""
+    return make_msgid(domain=domain)
 
 
 class OutboundEmail(Base):
@@ -27,3 +34,12 @@ class OutboundEmail(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[utc_time_or_none]
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # Made when the message is queued and sent with every attempt, so that a receiver recognises
+    # a copy (RFC 5322 3.6.4); angle brackets included.
+    # The outbox (idp.mail.outbox) gives the sender's domain; rows made otherwise get localhost.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True, default=new_message_id)
+    # A worker takes a message by writing these in one short transaction, and talks SMTP with no
+    # transaction open; another worker leaves the message alone until ``leased_until``
+    # (idp.mail.delivery). The lease outlasts the longest SMTP conversation.
+    leased_until: Mapped[utc_time_or_none]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -8,13 +8,15 @@ from sqlalchemy import func, select
 
 from idp.clock import Clock
 from idp.db import DbSession
-from idp.mail.models import OutboundEmail
+from idp.mail.models import OutboundEmail, new_message_id
 
 
 class Outbox:
-    def __init__(self, session: DbSession, *, clock: Clock) -> None:
+    def __init__(self, session: DbSession, *, clock: Clock, message_domain: str = "localhost") -> None:
         self.session = session
         self.clock = clock
+        # The right-hand side of Message-IDs: the sender's domain (idp.mail.delivery.message_domain).
+        self.message_domain = message_domain
 
     def queue(
         self,
@@ -38,6 +40,7 @@ class Outbox:
             created_at=now,
             next_attempt_at=now,
             attempts=0,
+            message_id=new_message_id(self.message_domain),
         )
         self.session.add(message)
         self.session.flush()

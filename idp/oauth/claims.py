@@ -113,6 +113,7 @@ def _student_claim(student: LinkedStudent) -> dict[str, Any]:
         "given_name": student.first_name,
         "family_name": student.last_name,
         "school_id": student.school_code,
+        "school_name": student.school_name,
         "relationship": student.relationship,
     }
 

@@ -43,6 +43,14 @@ class ClientSpec:
 
 
 @dataclass(frozen=True)
+class PortalHome:
+    """Where "Back to <name>" leads: a portal's name and a URI it registered."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class RegisteredClient:
     client: Client
     client_secret: str | None
@@ -100,6 +108,22 @@ class ClientService:
 
     def find(self, client_id: str) -> Client | None:
         return self.session.execute(select(Client).where(Client.client_id == client_id)).scalar_one_or_none()
+
+    def home_of(self, client_id: str) -> PortalHome | None:
+        """Return the page a parent goes back to at ``client_id``'s portal, if it has one.
+
+        Only registered URIs, never one from the request: the first post-logout redirect URI
+        (the portal's start page), else the origin of the first redirect URI.
+        """
+        client = self.find(client_id[:64]) if client_id else None
+        if client is None or client.admin_scope is not None:
+            return None
+        if client.post_logout_redirect_uris:
+            return PortalHome(client.name, client.post_logout_redirect_uris[0])
+        if client.redirect_uris:
+            parts = urlsplit(client.redirect_uris[0])
+            return PortalHome(client.name, f"{parts.scheme}://{parts.netloc}/")
+        return None
 
     def all(self) -> list[Client]:
         return list(self.session.execute(select(Client).order_by(Client.created_at)).scalars())

@@ -195,8 +195,10 @@ class BackchannelLogout:
     def retry_due(self, limit: int = 100) -> tuple[int, int]:
         """Send again what is due (``idp worker``), committing after each; return (delivered, failed).
 
-        SKIP LOCKED lets several workers share the rows on PostgreSQL; each POST waits at most
-        ``backchannel_timeout``, so a row is held no longer than that.
+        Each row is taken in a short transaction (SKIP LOCKED on PostgreSQL, one writer at a time
+        on SQLite) that moves its next attempt on by the retry's wait, at least a minute, and
+        commits before the POST: no lock is held while a portal answers (``backchannel_timeout``
+        at most), and no other worker takes the row meanwhile.
         """
         delivered = failed = 0
         for _ in range(limit):
@@ -218,8 +220,10 @@ class BackchannelLogout:
                 self.session.delete(retry)  # the portal no longer asks to be told
                 self.session.commit()
                 continue
-            delivery = self._post(client, sid=retry.sid, sub=retry.account_id)
             retry.attempts += 1
+            retry.next_attempt_at = now + BACKCHANNEL_RETRIES.wait(retry.attempts)
+            self.session.commit()
+            delivery = self._post(client, sid=retry.sid, sub=retry.account_id)
             self._record(delivery, retry.account_id, retry.sid, attempt=retry.attempts)
             if delivery.error is None:
                 delivered += 1
@@ -227,7 +231,6 @@ class BackchannelLogout:
             elif delivery.retryable and retry.attempts < BACKCHANNEL_RETRIES.attempts:
                 failed += 1
                 retry.last_error = delivery.error
-                retry.next_attempt_at = now + BACKCHANNEL_RETRIES.wait(retry.attempts)
             else:
                 failed += 1
                 self._give_up(retry, delivery)

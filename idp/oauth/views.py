@@ -41,6 +41,7 @@ from idp.oauth.interaction import (
 from idp.oauth.pending import PendingRequest
 from idp.oauth.scopes import scope_list
 from idp.web import prefer_locales
+from idp.web.access_log import note_request
 from idp.web.context import current_op_session, oauth_server, services
 
 bp = Blueprint("oauth", __name__)
@@ -297,6 +298,7 @@ def userinfo() -> Response:
             else "Bearer"
         )
         return response
+    note_request(account_id=access.account.id, client_id=access.client_id)
     response = jsonify(built.claims().for_scope(access.account, access.scope))
     response.headers["Cache-Control"] = "no-store"
     return response

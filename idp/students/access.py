@@ -5,11 +5,14 @@ long: every check counts against the client's IP (``IDP_RATE_LIMIT_REGISTER``), 
 ``IDP_ACCESS_ID_FAILURES`` wrong passwords for one Access ID pause that Access ID for
 ``IDP_ACCESS_ID_PAUSE_SECONDS``, after which it may be tried again. Unknown Access IDs are counted
 and paused alike, and cost one argon2 verification like a wrong password, so neither the answer,
-nor the pause, nor the time taken tells whether an Access ID exists.
+nor the pause, nor the time taken tells whether an Access ID exists. A student without an Access
+Password yet (a roster's new student) and, under the district's single-use option, a spent Access
+Password are refused the same way, at the same cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -57,12 +60,15 @@ class StudentAccess:
         counters: CounterStore,
         keys: Keys,
         policy: AccessPolicy,
+        single_use: Callable[[], bool],
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.counters = counters
         self.keys = keys
         self.policy = policy
+        # The district's option "Access Passwords are single-use", read when a check needs it.
+        self.single_use = single_use
 
     def access_id_key(self, access_id: str) -> str:
         """The counter of wrong Access Passwords for ``access_id``."""
@@ -107,14 +113,22 @@ class StudentAccess:
             raise AccessPaused(attempt.locked_for or self.policy.per_access_id.lock)
         student = self._find(typed)
         password = access_password[:MAX_PASSWORD_LENGTH]
-        if student is None or not student.active or len(access_password) > MAX_PASSWORD_LENGTH:
+        reason = "credentials"
+        if (
+            student is None
+            or not student.active
+            or student.access_password_hash is None
+            or len(access_password) > MAX_PASSWORD_LENGTH
+        ):
             # Equal cost whether or not the Access ID exists: timing tells nothing.
             self.hasher.verify_dummy(password)
             student = None
         elif not self.hasher.verify(student.access_password_hash, password):
             student = None
+        elif student.access_password_used_at is not None and self.single_use():
+            student, reason = None, "spent"  # the next guardian needs a new letter
         if student is None:
-            failed("credentials", paused=attempt.locks)
+            failed(reason, paused=attempt.locks)
             raise AccessDenied()
         self.counters.reset(id_key)
         return student

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from idp.accounts.models import Account, AccountType
 from idp.accounts.passwords import PasswordHasher
 from idp.audit import audit
+from idp.clock import Clock
 from idp.db import DbSession
 from idp.students.models import GuardianLink, School, Student
 from idp.students.relationships import DEFAULT_RELATIONSHIPS, SELF, canonical_relationship
@@ -24,6 +26,7 @@ class LinkedStudent:
     last_name: str
     school_code: str
     relationship: str
+    school_name: str
 
 
 class StudentExists(ValueError):
@@ -34,10 +37,24 @@ class UnknownStudent(LookupError):
     pass
 
 
+class AccessSpent(Exception):
+    """Another guardian spent this single-use Access Password since it was checked."""
+
+
 class GuardianshipService:
-    def __init__(self, session: DbSession, *, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        session: DbSession,
+        *,
+        hasher: PasswordHasher,
+        clock: Clock,
+        single_use: Callable[[], bool],
+    ) -> None:
         self.session = session
         self.hasher = hasher
+        self.clock = clock
+        # The district's option "Access Passwords are single-use".
+        self.single_use = single_use
 
     def school(self, code: str, name: str | None = None) -> School:
         """Return the school with ``code``, creating it when unknown."""
@@ -119,6 +136,32 @@ class GuardianshipService:
         )
         return link
 
+    def link_by_access(
+        self,
+        account: Account,
+        student: Student,
+        relationship: str,
+        *,
+        allowed: tuple[str, ...] = DEFAULT_RELATIONSHIPS,
+    ) -> GuardianLink:
+        """Link ``student`` whose Access Password was just checked; a single-use one is spent.
+
+        Raises ``AccessSpent`` when a concurrent link spent it first (nothing is linked then).
+        """
+        if self.single_use():
+            # One conditional update: of two guardians racing with one letter, one wins.
+            spent = self.session.execute(
+                update(Student)
+                .where(Student.id == student.id, Student.access_password_used_at.is_(None))
+                .values(access_password_used_at=self.clock.now())
+                .execution_options(synchronize_session=False)
+            )
+            if spent.rowcount != 1:  # type: ignore[attr-defined]
+                raise AccessSpent(student.sis_id)
+            self.session.refresh(student, ["access_password_used_at"])
+            audit(self.session, "student.access_spent", account_id=account.id, student_id=student.sis_id)
+        return self.link(account, student, relationship, allowed=allowed)
+
     def set_primary(self, account: Account, student_id: str) -> Student:
         """Make one of the account's linked students (by row id) its primary one."""
         student = self.session.execute(
@@ -157,6 +200,7 @@ class GuardianshipService:
                 Student.last_name,
                 School.code,
                 GuardianLink.relationship,
+                School.name,
             )
             .join(GuardianLink, GuardianLink.student_id == Student.id)
             .join(School, School.id == Student.school_id)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+
+def N_(label: str) -> str:
+    """Mark a label for the catalogue: it is stored and sent in English, shown translated."""
+    return label
+
+
 DEFAULT_RELATIONSHIPS: tuple[str, ...] = (
-    "Mother",
-    "Father",
-    "Guardian",
-    "Grandparent",
-    "Stepparent",
-    "Other",
+    N_("Mother"),
+    N_("Father"),
+    N_("Guardian"),
+    N_("Grandparent"),
+    N_("Stepparent"),
+    N_("Other"),
 )
 # A student account's own record appears in its ``students`` claim with this label.
-SELF = "Self"
+SELF = N_("Self")
 
 
 class UnknownRelationship(ValueError):

@@ -3,7 +3,10 @@ error pages, rate limits, health and metrics."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import flask_babel
+from babel import Locale, UnknownLocaleError
 from flask import Flask, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
@@ -16,6 +19,8 @@ from idp.web.parameters import ParametersRequest
 UI_LOCALES_KEY = "idp.ui_locales"
 LANGUAGE_COOKIE = "idp_lang"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+# Each language by its own name, as a reader of it looks for it in the selector.
+LANGUAGE_NAMES = {"en": "English", "es": "Español"}
 
 
 def init_web(app: Flask, built: Services) -> None:
@@ -33,19 +38,35 @@ def init_web(app: Flask, built: Services) -> None:
         MAX_FORM_MEMORY_SIZE=settings.max_form_bytes,
         MAX_FORM_PARTS=100,
         WTF_CSRF_TIME_LIMIT=None,
-        WTF_CSRF_SSL_STRICT=secure,
+        # Flask-WTF's strict mode also wants a same-origin Referer on https, but every page says
+        # Referrer-Policy: no-referrer, so browsers send none (and Origin: null): each form post
+        # would fail. The form's token, checked against the signed __Host- cookie (set over https,
+        # for this host only), guards them.
+        WTF_CSRF_SSL_STRICT=False,
         # WTForms' own messages are never shown (the pages word every problem themselves), so
         # Flask-WTF need not load WTForms' catalogue for each request.
         WTF_I18N_ENABLED=False,
         BABEL_DEFAULT_LOCALE=settings.languages[0],
+        # Dates and times on the pages: in the district's time zone, in the reader's language.
+        BABEL_DEFAULT_TIMEZONE=settings.timezone,
     )
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
+    # Flask-Babel keeps the locale on the app context, which a command or a test may share among
+    # requests: each request chooses afresh (the catalogues themselves stay cached).
+    app.before_request(flask_babel.refresh)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         # The client's address and protocol only: the host is IDP_ISSUER's, never a header's.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
-    app.context_processor(lambda: {"languages": settings.languages, "current_locale": select_locale()})
+    app.context_processor(
+        lambda: {
+            "languages": settings.languages,
+            "language_names": {code: language_name(code) for code in settings.languages},
+            "current_locale": select_locale(),
+            "language_href": language_href,
+        }
+    )
     app.after_request(_remember_language)
     app.after_request(_security_headers)
     if settings.is_production:
@@ -70,6 +91,23 @@ def select_locale() -> str:
     return request.accept_languages.best_match(languages) or languages[0]
 
 
+def language_href(code: str) -> str:
+    """This page again in language ``code``: its query kept (an authorization request id, a tab)."""
+    query = [(name, value) for name, value in request.args.items(multi=True) if name != "lang"]
+    return "?" + urlencode([*query, ("lang", code)])
+
+
+def language_name(code: str) -> str:
+    """The language's name in itself ("Español"), for the selector."""
+    if code in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[code]
+    try:
+        found = Locale.parse(code).get_display_name(code)
+    except (ValueError, UnknownLocaleError):
+        return code
+    return found[:1].upper() + found[1:] if found else code
+
+
 def prefer_locales(ui_locales: str | None) -> None:
     """Show this request's pages in the first of ``ui_locales`` we offer (OIDC Core 3.1.2.1).
 
@@ -82,7 +120,14 @@ def prefer_locales(ui_locales: str | None) -> None:
 def _remember_language(response: Response) -> Response:
     # A choice made with the selector (?lang=) holds for the pages and posts that follow.
     chosen = request.args.get("lang", "")
-    if chosen in services().settings.languages and chosen != request.cookies.get(LANGUAGE_COOKIE):
+    if chosen != request.cookies.get(LANGUAGE_COOKIE):
+        remember_language(response, chosen)
+    return response
+
+
+def remember_language(response: Response, chosen: str) -> None:
+    """Set the language cookie to ``chosen``, if it is one of the district's languages."""
+    if chosen in services().settings.languages:
         response.set_cookie(
             LANGUAGE_COOKIE,
             chosen,
@@ -90,7 +135,6 @@ def _remember_language(response: Response) -> Response:
             secure=services().settings.uses_https,
             samesite="Lax",
         )
-    return response
 
 
 def _security_headers(response: Response) -> Response:

@@ -61,7 +61,7 @@ def init_oauth(app: Flask, services: Services) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from idp.accounts.views import account, password_change, recovery, registration, signin
+    from idp.accounts.views import account, home, own_data, password_change, recovery, registration, signin
     from idp.admin.views import accounts as admin_accounts
     from idp.admin.views import api as admin_api
     from idp.admin.views import audit as admin_audit
@@ -70,16 +70,22 @@ def register_blueprints(app: Flask) -> None:
     from idp.admin.views import signin as admin_signin
     from idp.admin.views import staff as admin_staff
     from idp.oauth.views import bp as oauth
+    from idp.students.views import bp as invitations
     from idp.web.health import bp as health
+    from idp.web.metrics import bp as metrics
 
     for blueprint in (
+        home.bp,
         signin.bp,
         registration.bp,
         account.bp,
+        own_data.bp,
         recovery.bp,
         password_change.bp,
+        invitations,
         oauth,
         health,
+        metrics,
         admin_signin.bp,
         admin_api.bp,
         admin_audit.bp,

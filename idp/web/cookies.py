@@ -38,6 +38,11 @@ def staff_cookie_name() -> str:
     return _name("idp_staff")
 
 
+def portal_cookie_name() -> str:
+    """The client id of the portal a parent came to Account Preferences from ("Back to …")."""
+    return _name("idp_portal")
+
+
 def set_cookie(response: Response, name: str, value: str, *, max_age: timedelta | None = None) -> None:
     response.set_cookie(
         name,

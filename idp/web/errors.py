@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, InternalServerError, TooManyRequests
 
 from idp.accounts.hashing import HashingBusy
@@ -27,11 +44,80 @@ API_PREFIXES = (
 )
 
 
+# What a client is told to wait when the database is out of reach: PostgreSQL restarting or
+# failing over takes seconds.
+DATABASE_RETRY_AFTER = 5
+# Set on ``g`` when the request's session has committed: the request is no longer only a read.
+_COMMITTED = "idp_database_committed"
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HashingBusy, _hashing_busy)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(PoolTimeout, _database_unavailable)
     app.register_error_handler(Exception, _unexpected_error)
+    _retry_reads_once(app)
+
+
+def is_database_drop(error: BaseException) -> bool:
+    """Whether ``error`` says the database is out of reach for now, rather than a bug.
+
+    A connection that dropped (SQLAlchemy invalidates it: the pool gives the next use a new one),
+    an OperationalError (cannot connect, too many clients, SQLite's busy timeout) or a pool with
+    no connection free in time.
+    """
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError)
+    return isinstance(error, PoolTimeout)
+
+
+def _retry_reads_once(app: Flask) -> None:
+    """Run a GET or HEAD once more when its connection dropped before it committed anything.
+
+    Nothing it did was kept (its transaction went with the connection), so a second run is the
+    same request again, on a new connection; a request that wrote and committed, or any other
+    method, answers 503 instead (``_database_error``). Only the view runs again: the rate limits
+    and other ``before_request`` hooks counted the request once already.
+    """
+    if not event.contains(Session, "after_commit", _note_commit):  # once per process, not per app
+        event.listen(Session, "after_commit", _note_commit)
+    for endpoint, view in list(app.view_functions.items()):
+        app.view_functions[endpoint] = _retried_once(view)
+
+
+def _note_commit(session: Session) -> None:
+    if has_request_context():
+        setattr(g, _COMMITTED, True)
+
+
+def _retried_once(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def retried(*args: Any, **kwargs: Any) -> Any:
+        if request.method not in ("GET", "HEAD"):
+            return view(*args, **kwargs)
+        setattr(g, _COMMITTED, False)
+        try:
+            return view(*args, **kwargs)
+        except DBAPIError as error:
+            if not error.connection_invalidated or getattr(g, _COMMITTED):
+                raise
+            log.warning(
+                "database connection dropped during %s %s; running it again", request.method, request.path
+            )
+            roll_back_after_drop()
+            return view(*args, **kwargs)
+
+    return retried
+
+
+def roll_back_after_drop() -> None:
+    """Roll the request's session back; if its connection is gone, let the session go instead."""
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        db.session.remove()
 
 
 def _wants_json() -> bool:
@@ -77,8 +163,24 @@ def _hashing_busy(error: HashingBusy) -> Response:
     return response
 
 
+def _database_error(error: DBAPIError) -> Response:
+    if is_database_drop(error):
+        return _database_unavailable(error)
+    return _unexpected_error(error)
+
+
+def _database_unavailable(error: Exception) -> Response:
+    # A dropped connection or a database out of reach is not the client's fault, nor a bug:
+    # 503 with a time to come back (RFC 9110 15.6.4), never a 500.
+    roll_back_after_drop()
+    log.warning("database unavailable during %s %s: %s", request.method, request.path, error)
+    response = _render(503, "temporarily_unavailable", _("The service is busy. Try again in a moment."))
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    return response
+
+
 def _unexpected_error(error: Exception) -> Response:
-    db.session.rollback()
+    roll_back_after_drop()
     log.exception("unhandled error", exc_info=error)
     return _render(500, "server_error", InternalServerError.description or "")
 

@@ -37,6 +37,8 @@ LIMITS: dict[str, tuple[str, str | None, list[str] | None]] = {
     "registration.resend": ("register", "register", ["POST"]),
     "preferences.resend_verification": ("register", "register", ["POST"]),
     "preferences.add_student": ("register", "register", ["POST"]),
+    "invitations.create_account": ("register", "register", ["POST"]),
+    "invitations.accept": ("register", "register", ["POST"]),
     "recovery.forgot_password": ("recovery", "recovery", ["POST"]),
     "recovery.forgot_username": ("recovery", "recovery", ["POST"]),
     "recovery.reset": ("recovery", "recovery", ["POST"]),

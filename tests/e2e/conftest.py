@@ -35,7 +35,7 @@ from tests.conftest import (
     postgres_url,
     recreate_postgres_database,
 )
-from tests.e2e.gunicorn_conf import READY_LINE
+from tests.e2e.ready import READY_LINE
 
 ROOT = Path(__file__).resolve().parents[2]
 # The virtualenv running pytest holds the `idp` and `gunicorn` commands too.
@@ -267,13 +267,31 @@ class ProviderPool:
             pytest.fail("\n".join(failures))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, one worker takes every end-to-end test of one backend: each worker
-    then prepares one district and starts one shared provider, not both."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each end-to-end test to the backends it names, and under pytest-xdist give one worker
+    every end-to-end test of one backend: each worker then prepares one district and starts one
+    shared provider, not both.
+
+    A test whose subject is the database across processes (counters, locks, SQLite's one writer
+    under gunicorn) runs on both backends. A flow through browsers, portals and key rotation
+    names PostgreSQL alone (``e2e_backends``): its SQL runs on both in the functional tests, and
+    a second pass through the same pages doubled the end-to-end share of the suite.
+    """
+    kept, dropped = [], []
     for item in items:
         backend = getattr(getattr(item, "callspec", None), "params", {}).get("e2e_database")
-        if backend is not None and item.path.is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.xdist_group(f"e2e-{backend}"))
+        if backend is None or not item.path.is_relative_to(Path(__file__).parent):
+            kept.append(item)
+            continue
+        named = item.get_closest_marker("e2e_backends")
+        if named is not None and backend not in named.args:
+            dropped.append(item)
+            continue
+        item.add_marker(pytest.mark.xdist_group(f"e2e-{backend}"))
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # --- fixtures -----------------------------------------------------------------------------

@@ -1,10 +1,18 @@
-"""Gunicorn settings for the e2e tests: one log line per worker once it has loaded the app."""
+"""Gunicorn settings for the e2e tests: the production ones, and one log line per worker once it
+has loaded the app.
+
+Imported by gunicorn only: importing ``idp.gunicorn_conf`` sets up the metrics folder and the
+logging of the process that imports it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-READY_LINE = "e2e: worker ready"
+from idp.gunicorn_conf import accesslog, child_exit, logger_class, on_exit
+from tests.e2e.ready import READY_LINE
+
+__all__ = ["accesslog", "child_exit", "logger_class", "on_exit", "post_worker_init"]
 
 
 def post_worker_init(worker: Any) -> None:

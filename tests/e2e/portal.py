@@ -27,6 +27,7 @@ def register_portal(district: District, base_url: str, *, backchannel: bool = Tr
     args = [
         *("clients", "create", "--name", "Demo School Portal", "--first-party"),
         *("--redirect-uri", f"{base_url}/callback", "--post-logout-redirect-uri", f"{base_url}/"),
+        *("--scope", "openid profile email students offline_access"),
     ]
     if backchannel:
         args += ["--backchannel-logout-uri", f"{base_url}/backchannel-logout"]

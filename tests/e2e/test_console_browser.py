@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page
 from tests.e2e.conftest import District, ProviderPool, provider_env, run_idp
 from tests.smtp import Inbox, smtp_server, text_of
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 NEW_PASSWORD = "quarry-lantern-meadow-tides-41"
 
@@ -66,8 +66,6 @@ def sign_in_first_time(page: Page, base: str, username: str, temporary: str) -> 
 def test_district_admin_emulates_unlinks_and_deletes(
     chromium: Browser, district: District, start_providers: ProviderPool, inbox: tuple[Inbox, str]
 ) -> None:
-    if district.database_url.startswith("sqlite"):
-        pytest.skip("one backend is enough for the browser: tests/functional/test_admin_* run on both")
     received, smtp_url = inbox
     (provider,) = start_providers.start(
         district.database_url, district.keys_dir, workers=1, threads=4, IDP_SMTP_URL=smtp_url

@@ -38,6 +38,8 @@ def expected_students(district: District) -> list[dict[str, str]]:
             "given_name": student.first_name,
             "family_name": student.last_name,
             "school_id": student.school,
+            # ``idp students create`` names a school it does not know by its code.
+            "school_name": student.school,
             "relationship": student.relationship,
         }
     ]

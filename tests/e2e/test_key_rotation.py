@@ -27,7 +27,7 @@ from tests.conftest import AuthRequest
 from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, ProviderPool, provider_env, run_idp
 from tests.e2e.flows import describe, fetch_json, obtain_code, redeem, verify_id_token
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 TIMING_ENV = {
     "IDP_JWKS_MAX_AGE": "1",

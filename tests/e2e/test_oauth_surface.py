@@ -28,7 +28,7 @@ from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, provider_env, r
 from tests.e2e.flows import describe, fetch_json, sign_in, start_authorization
 from tests.receiver import Receiver, backchannel_receiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 OFFLINE_SCOPE = "openid profile email students offline_access"
 POST_LOGOUT = "https://portal.example.test/"
@@ -361,7 +361,7 @@ def test_logout_without_hint_asks_before_signing_out(
     with requests.Session() as browser:
         code_flow(provider, district, discovery, portal, browser)
         with get(browser, f"{provider.url}/logout") as page:
-            assert page.status_code == 200 and ">Sign out</button>" in page.text, describe(page)
+            assert page.status_code == 200 and ">Sign Out</button>" in page.text, describe(page)
             html = page.text
         assert authorize_error(browser, provider, portal, prompt="none") is None  # still signed in
         fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html))

@@ -44,7 +44,7 @@ from tests.e2e.conftest import (
 from tests.e2e.flows import continue_authorization, describe, fetch_json, sign_in, start_authorization
 from tests.e2e.portal import PortalClient, launch_portal, portal_env, register_portal
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 NOT_AVAILABLE = "Student information is not available at this time."
 PASSWORD = "juniper-compass-meadow-58"
@@ -272,7 +272,7 @@ def test_signing_out_at_the_provider_ends_that_portal_session_through_the_back_c
 
         # The user signs out on the provider's own page (it asks first), not through the portal.
         asked = first.get(f"{provider.url}/logout", timeout=HTTP_TIMEOUT)
-        assert asked.status_code == 200 and "Sign out" in asked.text, describe(asked)
+        assert asked.status_code == 200 and "Sign Out" in asked.text, describe(asked)
         done = first.post(
             f"{provider.url}/logout", data={"csrf_token": csrf_token(asked.text)}, timeout=HTTP_TIMEOUT
         )
@@ -343,3 +343,45 @@ def test_a_forged_logout_token_ends_nothing(
             assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", describe(answer)
             assert answer.headers["Cache-Control"] == "no-store"
         assert signed_in_at_portal(browser, running_portal)
+
+
+# --- joined up, and on a phone ----------------------------------------------------------------
+def page_width(page: Page) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
+
+
+def test_on_a_phone_the_portal_and_account_preferences_fit_and_lead_to_each_other(
+    chromium: Browser, provider: Provider, district: District, running_portal: RunningPortal
+) -> None:
+    portal = running_portal.url
+    context = chromium.new_context(viewport={"width": 360, "height": 740})
+    try:
+        page = context.new_page()
+        page.goto(f"{portal}/")
+        page.click("#sign-in")
+        page.wait_for_url(f"{provider.url}/signin?request=*")
+        page.fill("#username", district.username)
+        page.fill("#password", district.password)
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+        import sys
+
+        print("DEBUG", page.url, page.inner_text("body")[:500], file=sys.stderr)
+        page.wait_for_url(f"{portal}/")
+        assert page.locator("table.grades").count() == 1
+        assert page_width(page) <= 360, "the portal's start page scrolls sideways"
+
+        page.click("#account-preferences")
+        page.wait_for_url(f"{provider.url}/account*")
+        assert page_width(page) <= 360, "Account Preferences scrolls sideways"
+        page.click("text=Students")
+        page.wait_for_url(f"{provider.url}/account/students")
+        assert page_width(page) <= 360, "the Students tab scrolls sideways"
+
+        back = page.locator("#back-to-portal")
+        assert back.inner_text() == "Back to Demo School Portal"
+        back.click()
+        page.wait_for_url(f"{portal}/")
+        assert page.locator(".welcome").is_visible()
+    finally:
+        context.close()

@@ -25,11 +25,11 @@ from relying_party_demo.config import PortalSettings
 from relying_party_demo.provider import CLIENT_NAME
 from relying_party_demo.web_session import ServerSession
 from tests.conftest import AuthRequest, csrf_token, redirect_params
-from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, free_port
+from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, free_port, provider_env, run_idp
 from tests.e2e.flows import continue_authorization, describe, sign_in, start_authorization
 from tests.e2e.portal import PortalClient, register_portal
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +141,11 @@ def test_the_authorization_request_carries_pkce_state_nonce_and_the_scopes(
     params = redirect_params(start(portal.browser()))
     assert params["response_type"] == "code" and params["client_id"]
     assert params["redirect_uri"] == f"{portal.base_url}/callback"
-    assert params["scope"] == "openid profile email students"
+    assert params["scope"] == "openid profile email students offline_access"
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
     assert len(params["state"]) >= 20 and len(params["nonce"]) >= 20
+    # A sign-in older than the portal's idle time is not reused silently.
+    assert params["max_age"] == "900" and "prompt" not in params
 
 
 def test_sign_in_then_sign_out_at_the_provider_with_the_id_token_hint(
@@ -269,3 +271,100 @@ def test_another_user_in_the_same_browser_is_not_offered_the_previous_users_page
     # Another account's session in this browser: the cookie is not theirs.
     loaded = portal.app.extensions["relying_party_demo"].last_pages.load(last_page.value, "someone-else")
     assert loaded is None
+
+
+def test_after_a_portal_timeout_signing_in_again_asks_for_the_password(
+    make_portal: PortalFactory, provider: Provider, district: District
+) -> None:
+    portal = make_portal(idle_seconds=30, behind=timedelta(seconds=20))
+    browser = portal.browser()
+    with requests.Session() as http:
+        full_sign_in(browser, http, provider, district, portal)
+        # Still signed in: another sign-in at this portal would pass silently.
+        assert browser.get("/students/100234").status_code == 200
+        portal.clock.advance(timedelta(seconds=30))
+        assert "You have been signed out." in text_of(browser.get("/").get_data(as_text=True))
+
+        authorize_url = start(browser)
+        assert redirect_params(authorize_url)["prompt"] == "login"
+        # The provider's session is still alive, yet it asks for the password (303 to /signin).
+        request_id = start_authorization(http, authorize_url)
+        # A cancelled attempt changes nothing: the next one asks again.
+        assert redirect_params(start(browser))["prompt"] == "login"
+        assert request_id
+        # Only the password brings the browser back to the portal.
+        callback = through_provider(http, provider, district, portal, start(browser))
+        assert browser.get(local(callback)).headers["Location"] == "/"
+        assert 'id="sign-in"' not in browser.get("/").get_data(as_text=True)
+        # Signed in with the password: the next sign-in here is an ordinary one again.
+        assert browser.get_cookie("rp_sign_in_again") is None
+
+
+def test_a_student_added_in_account_preferences_appears_in_the_open_portal(
+    portal: InProcessPortal, provider: Provider, district: District
+) -> None:
+    # A parent of our own, so the district's shared parent keeps its one student.
+    env = provider_env(district.database_url, district.keys_dir, issuer="http://127.0.0.1")
+    run_idp(
+        env,
+        *("students", "create", "--id", "300771", "--first-name", "Mia", "--last-name", "Okafor"),
+        *("--school", "LES", "--access-id", "MO-3077", "--access-password", "maple-kite-71"),
+    )
+    run_idp(
+        env,
+        *("accounts", "create", "--username", "Ada.Okafor", "--email", "ada.okafor@example.org"),
+        *("--password", district.password, "--first-name", "Ada", "--last-name", "Okafor"),
+    )
+    browser = portal.browser()
+    with requests.Session() as http:
+        request_id = start_authorization(http, start(browser))
+        path = sign_in(
+            http,
+            page_url=provider.url,
+            post_url=provider.url,
+            request_id=request_id,
+            username="Ada.Okafor",
+            password=district.password,
+        )
+        callback = continue_authorization(http, provider.url, path, f"{portal.base_url}/callback")
+        assert browser.get(local(callback)).headers["Location"] == "/"
+        assert "No students yet" in text_of(browser.get("/").get_data(as_text=True))
+
+        # Account Preferences, from the portal's header, and a student added there.
+        to_account = browser.get("/account-preferences")
+        assert to_account.status_code == 302
+        preferences = http.get(to_account.headers["Location"], timeout=HTTP_TIMEOUT)
+        assert "Back to Demo School Portal" in preferences.text
+        students_page = http.get(f"{provider.url}/account/students", timeout=HTTP_TIMEOUT)
+        added = http.post(
+            f"{provider.url}/account/students",
+            data={
+                "csrf_token": csrf_token(students_page.text),
+                "name": "Mia",
+                "access_id": "MO-3077",
+                "access_password": "maple-kite-71",
+                "relationship": "Mother",
+            },
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT,
+        )
+        assert added.status_code == 303, describe(added)
+
+        # Back at the portal, still signed in: the new tab is there at once.
+        home = browser.get("/").get_data(as_text=True)
+        assert '<a class="tab" href="/students/300771"' in home
+        assert "No students yet" not in text_of(home)
+
+        # A name changed at the provider, the portal left alone: within a minute it is the old one...
+        profile = http.get(f"{provider.url}/account?edit=name", timeout=HTTP_TIMEOUT)
+        renamed = http.post(
+            f"{provider.url}/account/name",
+            data={"csrf_token": csrf_token(profile.text), "first_name": "Adaeze", "last_name": "Okafor"},
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT,
+        )
+        assert renamed.status_code == 303, describe(renamed)
+        assert "Welcome, Ada Okafor" in text_of(browser.get("/").get_data(as_text=True))
+        # ...and after it the new one; 11 minutes outlive the access token, so the refresh token works.
+        portal.clock.advance(timedelta(minutes=11))
+        assert "Welcome, Adaeze Okafor" in text_of(browser.get("/").get_data(as_text=True))

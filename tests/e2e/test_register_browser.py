@@ -18,7 +18,7 @@ from tests.conftest import AuthRequest, redirect_params
 from tests.e2e.conftest import ARTIFACTS, HTTP_TIMEOUT, District, Provider, provider_env, run_idp
 from tests.e2e.flows import describe, fetch_json, redeem, verify_id_token
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 # The district fixture's student, and one more made here with the CLI.
 ZOE = ("ZR-4821", "tiger-lily-42", "100234")

@@ -394,3 +394,31 @@ def test_a_new_link_shows_in_the_next_id_token(signed_in: FlaskClient, adam: Stu
         ("Zoe", "Mother"),
     ]
     assert claims["primary_student_id"] == "100235"
+
+
+def test_the_current_password_is_not_a_new_one_even_without_a_history_rule(
+    signed_in: FlaskClient, dana: Account
+):
+    response = change_password(signed_in, PASSWORD, PASSWORD)
+
+    assert response.status_code == 400
+    assert "The password entered was previously used. Please enter a new password." in text(response)
+
+
+def test_the_verification_after_an_email_change_says_so_and_every_mail_names_the_district(
+    client: FlaskClient, dana: Account
+):
+    set_options(name="Lakeside Unified")
+    link = "https://sign-in.example.org/verify/" + "x" * 300
+    composer = services().composer
+    changed = composer.compose("email_verification", dana, link=link, days=3, after_change=True)
+    new = composer.compose("email_verification", dana, link=link, days=3)
+
+    assert "If you did not create this account" not in changed.text + changed.html
+    assert "This address was just given for an existing account." in changed.text
+    assert "If you did not create this account, you can ignore this message." in new.text
+    for composed in (changed, new, composer.compose("password_changed", dana, others_signed_out=False)):
+        assert composed.text.endswith("-- \nLakeside Unified\n")
+        assert "Lakeside Unified" in composed.html
+        # A long link wraps inside the card instead of running out of it.
+        assert "overflow-wrap:anywhere" in composed.html

@@ -4,12 +4,10 @@ school reach (404, never 403), every endpoint once, and bad input answered as pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
@@ -17,51 +15,15 @@ from idp.accounts.models import Account, AccountStatus, AccountType
 from idp.audit import AuditEvent
 from idp.extensions import db
 from idp.mail.models import OutboundEmail
-from idp.oauth.clients import ClientSpec
 from idp.oauth.models import Client
 from idp.students.models import GuardianLink, Student
 from idp.web.context import services
+from tests.admin_fixtures import AdminClient, ask_token, bearer
 from tests.functional.oidc import basic_auth
 from tests.functional.tokens import sign_in_and_redeem
 
 API = "/admin/api/v1"
 PROBLEM = "application/problem+json"
-
-
-@dataclass(frozen=True)
-class AdminClient:
-    client_id: str
-    secret: str
-
-
-def admin_spec(scope: str) -> ClientSpec:
-    return ClientSpec(name="District SIS sync", redirect_uris=[], admin_scope=scope)
-
-
-@pytest.fixture
-def make_admin_client(app: Any) -> Callable[..., AdminClient]:
-    def make(scope: str = "admin:write", schools: tuple[str, ...] = ()) -> AdminClient:
-        registered = services().admin_clients().register(admin_spec(scope), schools)
-        db.session.commit()
-        assert registered.client_secret
-        return AdminClient(registered.client.client_id, registered.client_secret)
-
-    return make
-
-
-def ask_token(
-    client: FlaskClient, admin: AdminClient, scope: str | None = "admin:write", **form: str
-) -> TestResponse:
-    data = {"grant_type": "client_credentials", **form}
-    if scope is not None:
-        data["scope"] = scope
-    return client.post("/token", data=data, headers=basic_auth(admin.client_id, admin.secret))
-
-
-def bearer(client: FlaskClient, admin: AdminClient, scope: str = "admin:write") -> dict[str, str]:
-    response = ask_token(client, admin, scope)
-    assert response.status_code == 200, response.get_json()
-    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
 
 
 def assert_problem(response: TestResponse, status: int, *, field: str | None = None) -> dict[str, Any]:

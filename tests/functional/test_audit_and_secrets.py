@@ -5,7 +5,7 @@ audit event or a log line, whatever the log level."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from idp.students.models import Student
 from idp.web.context import services
 from tests.conftest import PASSWORD, AuthRequest, csrf_token, redirect_params, settings_for_tests
 from tests.functional import oidc
+from tests.functional.logs import JsonLog, json_log
 from tests.functional.tokens import OFFLINE_SCOPE, basic_auth, introspect, refresh, revoke
 from tests.smtp import Inbox, link_in
 
@@ -33,6 +34,13 @@ RESET_PASSWORD = "a brand new passphrase for dana"
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path, mailbox: tuple[Inbox, int]) -> Settings:
     return settings_for_tests(database_url, keys_dir, smtp_url=f"smtp://127.0.0.1:{mailbox[1]}")
+
+
+@pytest.fixture
+def rendered() -> Iterator[JsonLog]:
+    """The log as production writes it: JSON lines."""
+    with json_log() as lines:
+        yield lines
 
 
 def events(name: str) -> list[AuditEvent]:
@@ -116,6 +124,7 @@ def test_no_secret_of_a_whole_run_reaches_an_audit_event_or_a_log_line(
     make_client,
     mailbox: tuple[Inbox, int],
     caplog: pytest.LogCaptureFixture,
+    rendered: JsonLog,
 ):
     caplog.set_level(logging.DEBUG)  # every logger at its most talkative
     inbox = mailbox[0]
@@ -215,7 +224,10 @@ def test_no_secret_of_a_whole_run_reaches_an_audit_event_or_a_log_line(
         "password.set_temporary",
         "refresh_token_family.revoked",
     } <= {event.name for event in rows}
+    # The lines as written, each one JSON; every request's with its id.
+    lines = [str(line) for line in rendered.lines()] + [rendered.text()]
+    assert rendered.requests() and all(line["request_id"] for line in rendered.requests())
     for secret in secrets:
         assert len(secret) >= 8, secret
-        leaks = [line for line in recorded + logged if secret in line]
+        leaks = [line for line in recorded + logged + lines if secret in line]
         assert leaks == [], f"{secret[:12]}… appears in {leaks[:2]}"

@@ -772,10 +772,11 @@ def test_over_https_the_session_cookie_is_host_prefixed_and_secure(settings, clo
     base = "https://idp.example.test"
     try:
         page = browser.get("/signin", base_url=base)
+        # No Referer: the page's Referrer-Policy (no-referrer) keeps browsers from sending one.
+        assert page.headers["Referrer-Policy"] == "no-referrer"
         response = browser.post(
             "/signin",
             base_url=base,
-            headers={"Referer": f"{base}/signin"},
             data={
                 "csrf_token": csrf_token(page.get_data(as_text=True)),
                 "username": username,

@@ -31,11 +31,12 @@ def verify_id_token(client: FlaskClient, id_token: str, *, client_id: str, alg: 
 def test_parent_signs_in_and_portal_receives_linked_students(
     client, make_account, make_student, make_client, clock
 ):
-    parent = make_account(username="Dana.Rivera")
-    zoe = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
-    adam = make_student(sis_id="100235", first_name="Adam", last_name="Rivera")
     from idp.web.context import services
 
+    parent = make_account(username="Dana.Rivera")
+    services().schools().create(code="LES", name="Lincoln Elementary School")
+    zoe = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
+    adam = make_student(sis_id="100235", first_name="Adam", last_name="Rivera")
     guardianship = services().guardianship()
     guardianship.link(parent, zoe, "mother")
     guardianship.link(parent, adam, "Mother")
@@ -65,6 +66,7 @@ def test_parent_signs_in_and_portal_receives_linked_students(
         "given_name": "Adam",
         "family_name": "Rivera",
         "school_id": "LES",
+        "school_name": "Lincoln Elementary School",
         "relationship": "Mother",
     }
     assert claims["primary_student_id"] == "100234"  # the first one linked

@@ -26,7 +26,7 @@ from tests.receiver import Receiver, backchannel_receiver
 
 POST_LOGOUT = "https://portal.example.test/"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-SIGN_OUT_BUTTON = ">Sign out</button>"
+SIGN_OUT_BUTTON = ">Sign Out</button>"
 
 
 @pytest.fixture

@@ -249,7 +249,8 @@ def test_wrong_access_credentials_show_a_row_error_and_create_nothing(client: Fl
 
     assert response.status_code == 400
     page = text(response)
-    assert page.count("The Access ID or Access Password is not correct.") == 1
+    # Once in the error summary at the top, once beside the row.
+    assert page.count("The Access ID or Access Password is not correct.") == 2
     assert 'id="students-1-error"' in page
     assert accounts() == [] and count(GuardianLink) == 0
     finish_reads()
@@ -400,3 +401,68 @@ def test_access_checks_beyond_the_ip_limit_get_429(app: Flask, students, databas
 
     assert response.status_code == 429
     assert "Retry-After" in response.headers
+
+
+def test_create_account_shows_the_strictest_rules_of_any_school_before_anything_is_typed(
+    client: FlaskClient, students
+):
+    policies = PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock)
+    policies.set_policy("LES", min_length=20, history_count=5)
+    policies.set_policy("WMS", min_length=8, require_special=True)
+    db.session.commit()
+
+    page = text(client.get("/register"))
+
+    assert "Between 20 and 256 characters" in page
+    assert "At least one special character." in page
+    # A new account has no earlier passwords to avoid.
+    assert "last 5 passwords" not in page and "Not your current password." not in page
+    # Without JavaScript the page says these may be stricter than the students' schools need.
+    assert 'id="password-rules-note"' in page
+    assert "the strictest rules any school in the district can apply" in page
+
+
+def test_once_the_access_ids_are_recognised_the_schools_rules_are_shown_without_history(
+    client: FlaskClient, students
+):
+    policies = PasswordPolicyService(db.session, hasher=services().hasher, clock=services().clock)
+    policies.set_policy("LES", min_length=20, history_count=5)
+    db.session.commit()
+
+    page = text(post_register(client, password="short", password_confirm="short"))
+
+    assert "Between 20 and 256 characters" in page
+    assert "last 5 passwords" not in page
+    assert 'id="password-rules-note"' not in page
+
+
+def test_an_error_keeps_what_was_typed_ties_errors_to_fields_and_leads_with_a_summary(
+    client: FlaskClient, students, make_account
+):
+    make_account(username="dana.rivera")
+
+    response = post_register(client, **{"students-1-access_password": "wrong"})
+
+    assert response.status_code == 400
+    page = text(response)
+    # The summary comes first and takes focus; each item leads to its field.
+    summary = page[page.index('id="error-summary"') - 60 :]
+    assert 'role="alert" tabindex="-1" autofocus' in summary[:200]
+    assert '<a href="#username">Desired username: ' in page
+    assert '<a href="#students-1-access_id">Student 2: ' in page
+    # Errors are tied to their fields.
+    assert 'required aria-invalid="true" aria-describedby="username-errors"' in page
+    assert 'id="username-errors"' in page
+    assert 'aria-invalid="true" aria-describedby="students-1-error"' in page
+    assert 'id="first_name" name="first_name"' in page and 'aria-describedby="first_name-errors"' not in page
+    # Every non-secret value is kept; the secrets are not, and the page says which to type again.
+    for kept in (
+        'value="Dana"',
+        'value="dana@example.org"',
+        'value="dana.rivera"',
+        'value="ZR-1"',
+        'value="AR-2"',
+    ):
+        assert kept in page
+    assert PASSWORD not in page and "orchid-42" not in page
+    assert "type the password, the re-entered password and each Access Password again" in page

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from idp.accounts.models import Account, AccountStatus, AccountType
 from idp.accounts.service import InvalidCredentials, SignInContext
@@ -99,6 +99,17 @@ def test_fewer_than_three_letters_in_a_row_match_whole_values_only(
     assert ids(search(q="m@li.i")) == []
 
 
+def test_a_whole_address_finds_that_address_and_part_of_one_finds_more(
+    family: dict[str, Any], make_account: Callable[..., Account]
+) -> None:
+    grandma = make_account(email="grandada.lovelace@example.org", first_name="Augusta", last_name="Byron")
+    assert ids(search(q="Ada.Lovelace@example.org")) == [family["ada"].id]
+    assert ids(search(q="ada.lovelace@example")) == [grandma.id, family["ada"].id]
+    assert ids(search(q="ada.lovelace@")) == [grandma.id, family["ada"].id]
+    email_as_username = make_account(username="pat@home.example", email="pat@work.example")
+    assert ids(search(q="PAT@home.example")) == [email_as_username.id]
+
+
 def test_like_wildcards_and_backslashes_are_literal(make_account: Callable[..., Account]) -> None:
     odd = make_account(username="under_score", email="100%sure@example.org", last_name="Back\\slash")
     make_account(username="underXscore", email="1000sure@example.org", last_name="Backslash")
@@ -187,7 +198,6 @@ def test_a_school_admin_sees_only_their_schools_and_nobody_sees_staff(
     help_desk = Actor.staff("staff-3", StaffRole.HELP_DESK)
 
     assert ids(search(school_admin)) == [family["ada"].id, both.id]
-    # The search's probe of the reach is the actor's own test, written another way.
     reached = select(Account.id).where(school_admin.reaches_accounts())
     assert set(db.session.execute(reached).scalars()) == {family["ada"].id, both.id}
     assert ids(search(school_admin, q="S-3077")) == []  # another school's student finds nothing
@@ -196,6 +206,21 @@ def test_a_school_admin_sees_only_their_schools_and_nobody_sees_staff(
     assert [student.sis_id for student in row.students] == ["S-2041"]  # not the other school's
     assert staff.id not in ids(search(help_desk, q="lovelace")) + ids(search())
     assert ids(search(help_desk, q="lovelace")) == [family["ada"].id]
+
+
+def test_a_student_who_moves_school_takes_their_families_along(family: dict[str, Any]) -> None:
+    byron, eve = family["byron"], family["eve"]
+    here = Actor.staff("staff-2", StaffRole.SCHOOL_ADMIN, frozenset({byron.school_id}))
+    there = Actor.staff("staff-3", StaffRole.SCHOOL_ADMIN, frozenset({eve.school_id}))
+    assert family["ada"].id in ids(search(here)) and family["ada"].id not in ids(search(there))
+
+    # The links' copy of the school follows the student's (ON UPDATE CASCADE), whoever moves them.
+    db.session.execute(update(Student).where(Student.id == byron.id).values(school_id=eve.school_id))
+    db.session.commit()
+    db.session.expire_all()
+    assert family["ada"].id not in ids(search(here)) and family["ada"].id in ids(search(there))
+    reached = select(Account.id).where(there.reaches_accounts())
+    assert family["ada"].id in set(db.session.execute(reached).scalars())
 
 
 def test_bad_input_is_refused_with_a_named_error(app: Any) -> None:
@@ -257,6 +282,7 @@ def statements(app: Any) -> Iterator[list[tuple[str, Any]]]:
                 "ix_student_sis_id_trgm",
             },
         ),
+        ("ada.lovelace@example.org", {"ix_account_email_lower", "ix_student_sis_id_lower"}),
         (
             "li",
             {

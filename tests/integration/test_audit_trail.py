@@ -129,8 +129,8 @@ def test_a_client_limited_to_a_school_reads_only_its_accounts_events(
     here, there = make_student(school_code="LES"), make_student(school_code="OTHER")
     db.session.add_all(
         [
-            GuardianLink(account_id=ours.id, student_id=here.id, relationship="Mother"),
-            GuardianLink(account_id=theirs.id, student_id=there.id, relationship="Father"),
+            GuardianLink(account_id=ours.id, student=here, relationship="Mother"),
+            GuardianLink(account_id=theirs.id, student=there, relationship="Father"),
         ]
     )
     db.session.commit()

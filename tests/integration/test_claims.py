@@ -31,6 +31,9 @@ def rivera_family(make_account, make_student):
     dana = make_account(
         username="dana.rivera", first_name="Dana", last_name="Rivera", email="dana@example.org"
     )
+    schools = services().schools()
+    schools.create(code="WMS", name="Washington Middle School")
+    schools.create(code="LES", name="Lincoln Elementary School")
     zoe = make_student(sis_id="100234", first_name="Zoe", last_name="Rivera", school_code="WMS")
     adam = make_student(sis_id="100235", first_name="Adam", last_name="Rivera", school_code="LES")
     guardianship = services().guardianship()
@@ -92,6 +95,7 @@ def test_students_releases_ids_objects_and_primary_student(rivera_family):
                 "given_name": "Adam",
                 "family_name": "Rivera",
                 "school_id": "LES",
+                "school_name": "Lincoln Elementary School",
                 "relationship": "Mother",
             },
             {
@@ -99,6 +103,7 @@ def test_students_releases_ids_objects_and_primary_student(rivera_family):
                 "given_name": "Zoe",
                 "family_name": "Rivera",
                 "school_id": "WMS",
+                "school_name": "Washington Middle School",
                 "relationship": "Mother",
             },
         ],
@@ -154,6 +159,7 @@ def test_student_account_releases_its_own_record_as_self(make_account, make_stud
             "given_name": "Zoe",
             "family_name": "Rivera",
             "school_id": "WMS",
+            "school_name": "WMS",  # created by ``students create``: named by its code
             "relationship": "Self",
         }
     ]

@@ -430,6 +430,8 @@ def test_the_retries_span_about_a_day():
 
 def test_a_row_the_transport_chokes_on_does_not_stop_the_others(app: Flask, clock: FrozenClock):
     class Picky:
+        longest_conversation = timedelta(seconds=1)
+
         def __init__(self) -> None:
             self.sent: list[str] = []
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_migrate import check, upgrade
+from flask_migrate import check, downgrade, upgrade
 from sqlalchemy import text
 
 from idp import create_app
+from idp.accounts.models import AccountType
 from idp.extensions import db
+from idp.web.context import services
 from tests.conftest import empty_database, settings_for_tests
 
 MIGRATIONS_DB = f"idp_test_migrations_{os.getpid()}"
@@ -77,3 +79,50 @@ def test_the_migrated_schema_is_the_models_schema(empty_app: Flask):
     upgrade()
 
     check()  # Alembic's autogenerate comparison: raises if a model and a migration differ
+
+
+def test_links_made_before_0015_learn_their_students_school_and_follow_a_move(empty_app: Flask):
+    upgrade()
+    account = (
+        services()
+        .accounts()
+        .create(
+            username="pat",
+            email="pat@example.org",
+            password="correct-horse-battery-staple",
+            first_name="Pat",
+            last_name="Parent",
+            account_type=AccountType.PARENT,
+        )
+    )
+    guardianship = services().guardianship()
+    here = guardianship.create_student(
+        sis_id="S1",
+        first_name="Kim",
+        last_name="Kid",
+        school_code="LES",
+        access_id="A-1",
+        access_password="p-1",
+    )
+    there = guardianship.create_student(
+        sis_id="S2",
+        first_name="Lou",
+        last_name="Kid",
+        school_code="HHS",
+        access_id="A-2",
+        access_password="p-2",
+    )
+    guardianship.link(account, here, "Mother")
+    db.session.commit()
+    schools = {"here": here.school_id, "there": there.school_id}
+    downgrade(revision="0014_rosters")  # the links lose their copy of the school
+
+    upgrade(revision="0015_search_shortcuts")
+
+    def link_school() -> str:
+        return db.session.execute(text("SELECT school_id FROM guardian_link")).scalar_one()
+
+    assert link_school() == schools["here"]
+    db.session.execute(text("UPDATE student SET school_id = :there WHERE sis_id = 'S1'"), schools)
+    db.session.commit()
+    assert link_school() == schools["there"]

@@ -65,6 +65,7 @@ def access_service(counters: CounterStore | None = None, **settings: Any) -> Stu
         counters=rt.counters.store if counters is None else counters,
         keys=rt.counters.keys,
         policy=AccessPolicy.from_settings(replace(rt.settings, **settings)),
+        single_use=lambda: rt.district_options().current().single_use_access_passwords,
     )
 
 

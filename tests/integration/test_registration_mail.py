@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from idp.clock import FrozenClock
 from idp.extensions import db
-from idp.mail.delivery import FileTransport, SMTPTransport, deliver_due, transport_for
+from idp.mail.delivery import FileTransport, SMTPTimeouts, SMTPTransport, deliver_due, transport_for
 from idp.mail.models import OutboundEmail
 from idp.mail.outbox import Outbox
 from idp.web.context import services
@@ -85,7 +85,7 @@ def test_due_mail_reaches_a_real_smtp_server_once(app, smtp_server):
 
 def test_a_failed_delivery_is_retried_after_a_backoff(app, clock: FrozenClock):
     queue()
-    unreachable = SMTPTransport(f"smtp://127.0.0.1:{free_port()}", timeout=2)
+    unreachable = SMTPTransport(f"smtp://127.0.0.1:{free_port()}", SMTPTimeouts(command=2))
 
     assert deliver_due(db.session, unreachable, sender="x@example.org", clock=clock) == (0, 1)
     row = db.session.execute(select(OutboundEmail)).scalar_one()

@@ -15,8 +15,19 @@ import pytest
 
 IDP = Path(__file__).resolve().parents[2] / "idp"
 
-BASE = ("idp.config", "idp.clock", "idp.tokens", "idp.db", "idp.audit", "idp.policy", "idp.counters")
-ADAPTERS = ("idp.web", "idp.cli", "idp.worker", "idp.services", "idp.extensions")
+BASE = (
+    "idp.config",
+    "idp.clock",
+    "idp.tokens",
+    "idp.db",
+    "idp.audit",
+    "idp.policy",
+    "idp.counters",
+    "idp.logs",
+    "idp.metrics",
+)
+# idp.migrations: Alembic's env.py reads the Flask app's engine and metadata.
+ADAPTERS = ("idp.web", "idp.cli", "idp.worker", "idp.services", "idp.extensions", "idp.migrations")
 # The Authlib wiring: it binds the domain to Authlib, and takes the composition root.
 AUTHLIB_WIRING = ("idp.oauth.server", "idp.oauth.grants", "idp.oauth.endpoints")
 
@@ -112,4 +123,7 @@ def test_the_base_modules_import_only_one_another() -> None:
 
 def test_the_top_of_the_package_stays_small() -> None:
     top = sorted(path.name for path in IDP.glob("*.py"))
-    assert len(top) <= 9, top
+    # Twelve: the nine of the layering, then logs.py and metrics.py (base modules that audit and
+    # the counters use) and gunicorn_conf.py (gunicorn imports it before prometheus-client, which
+    # no package's __init__ below idp/ would allow).
+    assert len(top) <= 12, top

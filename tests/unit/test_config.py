@@ -69,7 +69,7 @@ def test_defaults_match_the_configuration_table():
     assert settings.mail_poll_seconds == 2
     assert settings.retention_seconds == 2_592_000
     assert settings.keys_check_seconds == 2
-    assert settings.languages == ("en",)
+    assert settings.languages == ("en", "es")
     assert not settings.is_production
 
 
@@ -85,7 +85,7 @@ def test_values_are_read_and_typed():
             "IDP_LOCKOUT_THRESHOLD": " 7 ",
             "IDP_TRUSTED_PROXIES": "0",
             "IDP_REQUIRE_EMAIL_VERIFICATION": "Yes",
-            "IDP_LANGUAGES": "en, es",
+            "IDP_LANGUAGES": "es, en",
             "IDP_KEYS_PASSPHRASE": "open sesame",
             "IDP_SMTP_URL": "file:///var/spool/idp",
             "IDP_RETENTION_SECONDS": "86400",
@@ -96,7 +96,7 @@ def test_values_are_read_and_typed():
     assert settings.lockout_threshold == 7
     assert settings.trusted_proxies == 0
     assert settings.require_email_verification is True
-    assert settings.languages == ("en", "es")
+    assert settings.languages == ("es", "en")
     assert settings.keys_passphrase == "open sesame"
     assert settings.smtp_url == "file:///var/spool/idp"
     assert settings.retention_seconds == 86_400

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -16,6 +17,7 @@ from idp.accounts.verification import TooManyVerificationMails
 from idp.accounts.views.forms import (
     AddStudentForm,
     EmailForm,
+    LanguageForm,
     NameForm,
     PasswordForm,
     PrimaryStudentForm,
@@ -26,7 +28,9 @@ from idp.accounts.views.forms import (
 from idp.accounts.views.messages import describe, password_requirements, row_message
 from idp.accounts.views.signin import locked_message
 from idp.students.guardianship import UnknownStudent
+from idp.web import remember_language, select_locale
 from idp.web.context import client_ip, current_op_session, deliver_mail_now, services, signin_context
+from idp.web.cookies import portal_cookie_name, set_cookie
 
 bp = Blueprint("preferences", __name__)
 
@@ -42,13 +46,26 @@ def _to_signin() -> Response:
     return redirect(url_for("accounts.signin"), code=303)
 
 
+@bp.context_processor
+def _back_to_portal() -> dict[str, Any]:
+    """ "Back to <portal>": the portal named by ``?client_id=`` or remembered from it, if registered."""
+    client_id = request.args.get("client_id") or request.cookies.get(portal_cookie_name()) or ""
+    return {"back_to_portal": services().clients().home_of(client_id)}
+
+
 @bp.get("/account")
 def account() -> Response:
     current = _signed_in()
-    if current is None:
-        return _to_signin()
     editing = request.args.get("edit", "")
-    return render_profile(current, editing if editing in EDITABLE else "")
+    # A sign-in without an authorization request lands back here, so the portal is remembered too.
+    response = (
+        _to_signin() if current is None else render_profile(current, editing if editing in EDITABLE else "")
+    )
+    client_id = request.args.get("client_id", "")
+    if client_id and services().clients().home_of(client_id) is not None:
+        # Remembered for the other Account Preferences pages (their forms redirect without it).
+        set_cookie(response, portal_cookie_name(), client_id[:64])
+    return response
 
 
 def render_profile(
@@ -66,6 +83,7 @@ def render_profile(
         "email": EmailForm(formdata=None, email=current.email),
         "username": UsernameForm(formdata=None, username=current.username),
         "password": PasswordForm(formdata=None),
+        "language": LanguageForm(formdata=None, language=current.locale or select_locale()),
     }
     if form is not None:
         forms[editing] = form
@@ -112,6 +130,24 @@ def change_name() -> Response:
     except ChangeRefused as refused:
         return render_profile(current, "name", form=form, problems=refused.problems, status=400)
     return _saved(_("Your name was saved."))
+
+
+@bp.post("/account/language")
+def change_language() -> Response:
+    current = _signed_in()
+    if current is None:
+        return _to_signin()
+    form = LanguageForm()
+    chosen = form.language.data or ""
+    try:
+        services().preferences().change_language(current, chosen, services().settings.languages)
+    except ChangeRefused as refused:
+        return render_profile(current, "language", form=form, problems=refused.problems, status=400)
+    with force_locale(chosen):
+        response = _saved(_("Your language was saved."))
+    # The pages follow the account's language from now on in this browser, as the selector would.
+    remember_language(response, chosen)
+    return response
 
 
 @bp.post("/account/email")

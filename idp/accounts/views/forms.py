@@ -5,6 +5,7 @@ The rules live in the services, which report every problem at once.
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -50,13 +51,13 @@ class ForgotUsernameForm(FlaskForm):  # type: ignore[misc]
 class RecoverPasswordForm(FlaskForm):  # type: ignore[misc]
     username = StringField(_l("Username"))
     new_password = PasswordField(_l("New password"))
-    confirm_password = PasswordField(_l("Re-enter new password"))
+    confirm_password = PasswordField(_l("Re-enter password"))
 
 
 class ChangeYourPasswordForm(FlaskForm):  # type: ignore[misc]
     current_password = PasswordField(_l("Current password"))
     new_password = PasswordField(_l("New password"))
-    confirm_password = PasswordField(_l("Re-enter new password"))
+    confirm_password = PasswordField(_l("Re-enter password"))
 
 
 class StudentFields:
@@ -81,7 +82,10 @@ class StudentRowForm(StudentFields, Form):  # type: ignore[misc]
 
 
 def offer_relationships(row: StudentRowForm, relationships: tuple[str, ...]) -> None:
-    row.relationship.choices = [("", _l("Choose…"))] + [(label, label) for label in relationships]
+    # The value stays the district's English label; the reader sees it in their language.
+    row.relationship.choices = [("", _l("Choose…"))] + [
+        (label, lazy_gettext(label)) for label in relationships
+    ]
 
 
 class RegisterForm(FlaskForm):  # type: ignore[misc]
@@ -95,6 +99,10 @@ class RegisterForm(FlaskForm):  # type: ignore[misc]
         FormField(StudentRowForm), min_entries=STUDENT_ROWS_SHOWN, max_entries=MAX_STUDENT_ROWS
     )
     request_id = HiddenField()
+
+
+class LanguageForm(FlaskForm):  # type: ignore[misc]
+    language = StringField(_l("Language"))
 
 
 class NameForm(FlaskForm):  # type: ignore[misc]
@@ -113,7 +121,7 @@ class UsernameForm(FlaskForm):  # type: ignore[misc]
 class PasswordForm(FlaskForm):  # type: ignore[misc]
     current_password = PasswordField(_l("Current password"))
     new_password = PasswordField(_l("New password"))
-    confirm_password = PasswordField(_l("Verify new password"))
+    confirm_password = PasswordField(_l("Re-enter password"))
     # Checked on the page by default; a browser sends nothing for an unchecked box.
     sign_out_others = BooleanField(_l("Sign out of my other devices"))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -25,7 +28,7 @@ def register() -> Response:
         offer_relationships(row.form, options.relationships)
     if request.method == "GET":
         form.request_id.data = request.args.get("request", "")[:64]
-        return render_register(form, services().password_policies().district_default())
+        return render_register(form, services().password_policies().strictest_possible())
     # CSRF was checked before the view (CSRFProtect); the services check everything else.
     entry = Registration(
         first_name=form.first_name.data or "",
@@ -36,19 +39,28 @@ def register() -> Response:
         password_confirm=form.password_confirm.data or "",
         students=tuple(row.form.entry() for row in form.students),
         ip_address=client_ip(),
+        locale=str(get_locale() or "") or None,
     )
     try:
         services().registration(options).register(entry)
     except RegistrationRefused as refused:
         problems = refused.problems
-        rules = problems.rules or services().password_policies().district_default()
-        return render_register(form, rules, problems, 429 if problems.rate_limited else 400)
+        # The students' schools' rules once their Access IDs are recognised, else the strictest.
+        narrowed = problems.rules is not None
+        rules = problems.rules or services().password_policies().strictest_possible()
+        status = 429 if problems.rate_limited else 400
+        return render_register(form, rules, problems, status, narrowed=narrowed)
     deliver_mail_now()
     return redirect(url_for("registration.registered", request=form.request_id.data or None), code=303)
 
 
 def render_register(
-    form: RegisterForm, rules: PasswordRules, problems: Problems | None = None, status: int = 200
+    form: RegisterForm,
+    rules: PasswordRules,
+    problems: Problems | None = None,
+    status: int = 200,
+    *,
+    narrowed: bool = False,
 ) -> Response:
     problems = problems or Problems()
     # Passwords are never sent back.
@@ -59,7 +71,9 @@ def render_register(
         problems=describe(problems),
         has_problems=bool(problems),
         row_problems={index: row_message(row) for index, row in problems.rows.items()},
-        password_requirements=password_requirements(rules),
+        # A new account has no earlier passwords: the history rule says nothing to it.
+        password_requirements=password_requirements(replace(rules, history_count=0)),
+        rules_narrowed=narrowed,
         max_rows=MAX_STUDENT_ROWS,
         max_username=MAX_USERNAME_LENGTH,
     )

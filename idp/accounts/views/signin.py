@@ -77,15 +77,32 @@ def signin() -> Response:
         return render_signin(form, pending, error=message, unverified=True)
     except PasswordChangeRequired as required:
         return to_password_change(required, pending)
-    return signed_in_response(signed_in, pending)
+    return signed_in_response(signed_in, pending, return_to=return_path(request.form.get("next")))
 
 
-def signed_in_response(signed_in: SignedIn, pending: PendingRequest | None) -> Response:
-    """Go on to the authorization the sign-in was for, else to Account Preferences, with the new cookies."""
+# Pages a sign-in may return to (``next``): local paths under these prefixes only, never a URL
+# that could leave the site.
+RETURN_PREFIXES = ("/invitations/",)
+
+
+def return_path(value: str | None) -> str | None:
+    """Return ``value`` if it is a local page a sign-in may go back to, else None."""
+    if not value or len(value) > 300 or not value.startswith(RETURN_PREFIXES):
+        return None
+    if any(ch in value for ch in "\\?#") or not value.isprintable() or "//" in value or ".." in value:
+        return None
+    return value
+
+
+def signed_in_response(
+    signed_in: SignedIn, pending: PendingRequest | None, *, return_to: str | None = None
+) -> Response:
+    """Go on to the authorization the sign-in was for, else to the page it came from (``next``) or
+    to Account Preferences, with the new cookies."""
     target = (
         url_for("oauth.continue_authorization", request_id=pending.id)
         if pending is not None
-        else url_for("preferences.account")
+        else return_to or url_for("preferences.account")
     )
     response = redirect(target, code=303)
     set_cookie(response, session_cookie_name(), signed_in.session_cookie)
@@ -124,7 +141,12 @@ def render_signin(
     form.password.data = ""
     client_name = pending.client_name if pending is not None else None
     body = render_template(
-        "signin.html", form=form, error=error, client_name=client_name, unverified=unverified
+        "signin.html",
+        form=form,
+        error=error,
+        client_name=client_name,
+        unverified=unverified,
+        return_to=return_path(request.values.get("next")),
     )
     return make_response(body, 200)
 

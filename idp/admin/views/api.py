@@ -37,6 +37,7 @@ from idp.oauth.access import AccessTokenRejected
 from idp.oauth.scopes import ADMIN_API_PATH
 from idp.students.relationships import UnknownRelationship
 from idp.web.context import services
+from idp.web.errors import DATABASE_RETRY_AFTER, is_database_drop, roll_back_after_drop
 
 bp = Blueprint("admin_api", __name__, url_prefix=ADMIN_API_PATH)
 # Bearer tokens only, never a cookie: nothing a browser sends by itself is trusted here.
@@ -100,6 +101,15 @@ def _http_problem(error: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _unexpected(error: Exception) -> Response:
+    if is_database_drop(error):
+        # Out of reach for now, not a bug: 503 with a time to come back, as on the other pages.
+        roll_back_after_drop()
+        problem = Problem(
+            "unavailable",
+            "The database is out of reach for now; the change was not made.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+        return problem_response(problem)
     services().session.rollback()
     current_app.logger.exception("unhandled error in the admin API", exc_info=error)
     return problem_response(Problem("server_error", "Something went wrong; the change was not made."))

@@ -42,6 +42,9 @@ class DistrictOptionsForm(FlaskForm):  # type: ignore[misc]
     require_email_verification = BooleanField(
         _l("Require a verified email address before an account can sign in")
     )
+    single_use_access_passwords = BooleanField(
+        _l("Access Passwords are single-use: once a guardian links a student with one, it stops working")
+    )
     # The bounds of ``idp district set`` (idp.accounts.district).
     lockout_threshold = IntegerField(
         _l("Failed sign-ins before an account locks"),
@@ -69,6 +72,7 @@ class DistrictOptionsForm(FlaskForm):  # type: ignore[misc]
         self.allow_password_change.data = options.allow_password_change
         self.allow_email_change.data = options.allow_email_change
         self.require_email_verification.data = options.require_email_verification
+        self.single_use_access_passwords.data = options.single_use_access_passwords
         self.lockout_threshold.data = options.lockout_threshold
         self.lockout_minutes.data = _minutes(options.lockout_seconds)
 
@@ -78,6 +82,7 @@ class DistrictOptionsForm(FlaskForm):  # type: ignore[misc]
             "allow_password_change": self.allow_password_change.data,
             "allow_email_change": self.allow_email_change.data,
             "require_email_verification": self.require_email_verification.data,
+            "single_use_access_passwords": self.single_use_access_passwords.data,
             "lockout_threshold": self.lockout_threshold.data,
         }
         # IDP_LOCKOUT_SECONDS may be no whole number of minutes: left alone unless edited here.

@@ -30,6 +30,22 @@ PROFILE_CREDENTIALS = {
     "preferences.change_password": "password",
 }
 STUDENT_LINKING = "preferences.add_student"
+# A parent's own data (idp.accounts.views.own_data): refused, reading included, since the export
+# and the device list are the holder's alone and the rest would end or delete what is theirs.
+OWN_DATA = frozenset(
+    {
+        "own_data.confirm_remove_student",
+        "own_data.remove_student",
+        "own_data.relationship",
+        "own_data.change_relationship",
+        "own_data.devices",
+        "own_data.sign_out_device",
+        "own_data.sign_out_others",
+        "own_data.download",
+        "own_data.confirm_delete",
+        "own_data.delete_account",
+    }
+)
 RECOVERY = frozenset(
     {
         "recovery.forgot_password",
@@ -116,10 +132,11 @@ def _banner_globals() -> dict[str, Any]:
 
 @bp.before_app_request
 def refuse_credential_changes() -> Response | None:
-    """The one check: no credential changes, no recovery, no Access ID linking while emulated."""
+    """The one check: no credential changes, no recovery, no Access ID linking, none of the
+    parent's own data (OWN_DATA) while emulated."""
     endpoint = request.endpoint or ""
     guarded = endpoint in PROFILE_CREDENTIALS or endpoint == STUDENT_LINKING or endpoint in RECOVERY
-    if request.method != "POST" or not guarded:
+    if not (request.method == "POST" and guarded) and endpoint not in OWN_DATA:
         return None
     emulated = emulated_session()
     if emulated is None:
@@ -132,5 +149,10 @@ def refuse_credential_changes() -> Response | None:
         return render_profile(emulated.account, PROFILE_CREDENTIALS[endpoint], error=message, status=403)
     if endpoint == STUDENT_LINKING:
         return render_students(emulated.account, row_error=message, status=403)
+    if endpoint in OWN_DATA:
+        message = _(
+            "You are viewing this account as district staff: its students, devices and data "
+            "cannot be managed here, and it cannot be deleted here."
+        )
     body = render_template("error.html", message=message, error="access_denied")
     return make_response(body, 403)
