@@ -38,10 +38,8 @@ def init_web(app: Flask, built: Services) -> None:
         MAX_FORM_MEMORY_SIZE=settings.max_form_bytes,
         MAX_FORM_PARTS=100,
         WTF_CSRF_TIME_LIMIT=None,
-        # Flask-WTF's strict mode also wants a same-origin Referer on https, but every page says
-        # Referrer-Policy: no-referrer, so browsers send none (and Origin: null): each form post
-        # would fail. The form's token, checked against the signed __Host- cookie (set over https,
-        # for this host only), guards them.
+        # Strict mode refuses a post without a Referer, which no-referrer pages never send; a
+        # Referer naming another site is still refused (RefererCheckedCSRF).
         WTF_CSRF_SSL_STRICT=False,
         # WTForms' own messages are never shown (the pages word every problem themselves), so
         # Flask-WTF need not load WTForms' catalogue for each request.

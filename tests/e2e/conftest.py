@@ -268,9 +268,8 @@ class ProviderPool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep each end-to-end test to the backends it names, and under pytest-xdist give one worker
-    every end-to-end test of one backend: each worker then prepares one district and starts one
-    shared provider, not both.
+    """Keep each end-to-end test to the backends it names, and under pytest-xdist keep each
+    module's tests of one backend on one worker.
 
     A test whose subject is the database across processes (counters, locks, SQLite's one writer
     under gunicorn) runs on both backends. A flow through browsers, portals and key rotation
@@ -287,7 +286,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if named is not None and backend not in named.args:
             dropped.append(item)
             continue
-        item.add_marker(pytest.mark.xdist_group(f"e2e-{backend}"))
+        # A group per module and backend: a module's tests share its provider, and the modules
+        # spread over the workers (each worker prepares its own district once per backend).
+        item.add_marker(pytest.mark.xdist_group(f"e2e-{backend}-{item.path.stem}"))
         kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -104,3 +104,17 @@ def test_the_client_address_and_protocol_come_from_the_trusted_proxy(https_clien
     db.session.rollback()
     event = db.session.execute(select(AuditEvent).where(AuditEvent.name == "signin.failed")).scalar_one()
     assert event.ip_address == "203.0.113.9"
+
+
+def test_a_link_from_another_site_is_followed_and_a_post_without_referer_is_accepted(https_client):
+    # Pages say Referrer-Policy: no-referrer, so browsers send no Referer with a form post; a
+    # visitor arriving from another site's link sends that site's.
+    arriving = https_client.get("/signin", base_url=ISSUER, headers={"Referer": "https://school.example/"})
+    assert arriving.status_code == 200
+    posted = https_client.post(
+        "/signin",
+        base_url=ISSUER,
+        data={"csrf_token": csrf_token(arriving.get_data(as_text=True)), "username": "x", "password": "y"},
+    )
+    assert posted.status_code == 200  # the form again, with its message: not a CSRF refusal
+    assert "did not come from this site" not in posted.get_data(as_text=True)

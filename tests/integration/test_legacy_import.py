@@ -391,7 +391,8 @@ def test_a_quoted_field_that_never_ends_is_broken_csv(run_import, tmp_path: Path
     result, report = run_import(path)
 
     assert result.exit_code == 1
-    assert "not valid CSV: field larger than field limit" in report["rejected"][0]["reason"]
+    # csv stops at its field limit or at the end of the file, whichever comes first.
+    assert report["rejected"][0]["reason"].startswith("not valid CSV:")
 
 
 class TwoGigabyteLine(io.RawIOBase):

@@ -180,7 +180,15 @@ def read_rows(
     source: RosterSource, file: str, required: tuple[str, ...], *, max_line: int = MAX_LINE
 ) -> Iterator[Row]:
     """Yield the rows of ``file`` one by one, by column name; check the header first."""
-    csv.field_size_limit(max_line)
+    # The limit is the csv module's, for the whole process: set for this file, put back after.
+    previous_limit = csv.field_size_limit(max_line)
+    try:
+        yield from _rows(source, file, required, max_line)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _rows(source: RosterSource, file: str, required: tuple[str, ...], max_line: int) -> Iterator[Row]:
     with _text(source, file) as text:
         reader = csv.reader(_lines(text, file, max_line), strict=True)
         try:
