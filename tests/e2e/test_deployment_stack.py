@@ -44,6 +44,7 @@ from tests.conftest import (
     postgres_url,
     recreate_postgres_database,
 )
+from tests.database_drops import terminate_application
 from tests.e2e.conftest import HTTP_TIMEOUT, District, free_port
 from tests.e2e.flows import describe, fetch_json, obtain_code, redeem, verify_id_token
 from tests.e2e.wheel import ROOT, build_wheel, install_into_new_venv, outside_env
@@ -300,28 +301,6 @@ def wait_for_passes(database: str, application_names: list[str], passes: int) ->
             wait_until(all_active_since, "the workers' next poll")
 
 
-def terminate_connections(database: str, application_name: str) -> int:
-    """End every connection of one worker, as a PostgreSQL restart would; return how many."""
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        pids = [
-            pid
-            for (pid,) in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                (database, application_name),
-            )
-        ]
-        for pid in pids:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        wait_until(
-            lambda: (
-                admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
-                is None
-            ),
-            "the backends to exit",
-        )
-    return len(pids)
-
-
 # --- the visitor ---------------------------------------------------------------------------
 class FromAddress(HTTPAdapter):
     """Connects from one loopback address, so the proxy sees the visitor as that address."""
@@ -489,7 +468,7 @@ def test_district_stack_behind_tls_proxy_signs_in_mails_once_and_degrades_withou
         assert all(worker.alive() for worker in workers), processes.logs()
 
         # PostgreSQL ends one worker's connections; the next mail still goes out, once.
-        assert terminate_connections(database, worker_names[0]) >= 1
+        assert terminate_application(database, worker_names[0]) >= 1
         ask_for_reset(issuer)
         wait_until(lambda: len(reset_mails(inbox)) >= 2, "the recovery mail after the drop")
         # Both workers use the database again, the one whose connections ended on new ones.

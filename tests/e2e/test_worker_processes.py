@@ -12,14 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from idp.clock import SystemClock
 from idp.mail.outbox import Outbox
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.database_drops import terminate_application
 from tests.e2e.conftest import BIN, ROOT, District, provider_env
 from tests.smtp import smtp_server
 
@@ -50,28 +49,6 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-def terminate_workers_connections(database: str) -> int:
-    """End every connection the workers hold, as a PostgreSQL restart would; return how many."""
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        pids = [
-            pid
-            for (pid,) in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                (database, APPLICATION_NAME),
-            )
-        ]
-        for pid in pids:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        wait_until(
-            lambda: (
-                admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
-                is None
-            ),
-            "the backends to exit",
-        )
-        return len(pids)
 
 
 @contextmanager
@@ -109,7 +86,7 @@ def test_two_worker_processes_send_once_survive_dropped_connections_and_stop_on_
         with workers(env, tmp_path, 2) as processes:
             wait_until(lambda: len(inbox.messages) >= 10, "the first ten mails")
 
-            assert terminate_workers_connections(database) >= 2
+            assert terminate_application(database, APPLICATION_NAME) >= 2
             queue(district.database_url, 10, "After")
             wait_until(lambda: len(inbox.messages) >= 20, "the mails queued after the drop")
             assert [process.poll() for process in processes] == [None, None]
