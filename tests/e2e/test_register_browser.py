@@ -67,6 +67,9 @@ def test_parent_registers_two_students_and_finds_both_in_the_id_token(
         assert urlsplit(page.url).path == "/signin"
 
         page.click("text=Create Account")
+        # The click returns once the navigation starts: count the rows of the loaded page.
+        page.wait_for_url(f"{provider.url}/register*")
+        page.wait_for_load_state()
         assert urlsplit(page.url).path == "/register"
         # Two student rows without any script, and the rules before anything is typed.
         assert page.locator(".student-row").count() == 2
