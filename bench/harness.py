@@ -36,12 +36,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app: str, env: Mapping[str, str], port: int, workers: int, log_path: Path) -> Iterator[str]:
-    """Serve ``app`` until the block ends; always stop it on the way out."""
+def gunicorn(
+    app: str, env: Mapping[str, str], port: int, workers: int, log_path: Path, config: str | None = None
+) -> Iterator[str]:
+    """Serve ``app`` until the block ends; always stop it on the way out. ``config``: gunicorn's
+    ``--config`` (``python:idp.gunicorn_conf`` runs it as the image does)."""
     base_url = f"http://127.0.0.1:{port}"
     command = [
         str(bin_dir() / "gunicorn"),
         app,
+        *(("--config", config) if config else ()),
         *("--workers", str(workers), "--bind", f"127.0.0.1:{port}"),
         # Several gunicorns may run at once: none may take the shared default control socket.
         "--no-control-socket",

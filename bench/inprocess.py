@@ -9,9 +9,12 @@ own CPU is not counted; the round trips to them are (client-side driver and ORM 
 Run from the repository root (PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379)::
 
     .venv/bin/python -m bench.inprocess [--database sqlite|postgresql] [--signins 300]
-        [--exchanges 300] [--profile signin|token] [--students 0]
+        [--exchanges 300] [--profile signin|token|flow] [--students 0]
 
-``--profile`` prints a cProfile of that path instead (cumulative time, top 40).
+``--profile`` prints a cProfile of that path instead (cumulative time, top 40). ``--profile flow``
+runs whole flows as a portal and its parent's browser make them (authorize, the sign-in page and
+POST, the continued authorization, the code exchange, userinfo) and first prints, per step, the
+CPU time and the SQL statements sent; ``--flows`` sets how many (default 200).
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from bench.harness import database
 from idp import create_app
@@ -191,12 +195,174 @@ class Provider:
         return elapsed
 
 
+FLOW_STEPS = (
+    "GET /authorize",
+    "GET /signin",
+    "POST /signin",
+    "GET /authorize/continue",
+    "POST /token",
+    "GET /userinfo",
+)
+
+
+class StatementCounter:
+    """The SQL statements the app's engine sends (every connection), by verb."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        self.sent.append(statement.split(None, 1)[0].upper())
+
+    def take(self) -> list[str]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def location_query(location: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def one_flow(
+    provider: Provider, timer: Callable[[], float], counter: StatementCounter | None = None
+) -> dict[str, tuple[float, list[str]]]:
+    """A parent's whole flow in a fresh browser; return each step's time and statements."""
+    browser = provider.app.test_client()
+    steps: dict[str, tuple[float, list[str]]] = {}
+
+    def step(name: str, send: Callable[[], object]) -> object:
+        if counter is not None:
+            counter.take()
+        started = timer()
+        answer = send()
+        steps[name] = (timer() - started, counter.take() if counter is not None else [])
+        return answer
+
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile email students",
+            "state": secrets.token_urlsafe(12),
+            "nonce": secrets.token_urlsafe(12),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    answer: Any = step(FLOW_STEPS[0], lambda: browser.get(f"/authorize?{query}"))
+    request_id = location_query(answer.headers["Location"])["request"]
+    page: Any = step(FLOW_STEPS[1], lambda: browser.get(f"/signin?request={request_id}"))
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    if match is None:
+        raise RuntimeError("no csrf_token on the sign-in page")
+    form = {
+        "csrf_token": match.group(1),
+        "username": USERNAME,
+        "password": PASSWORD,
+        "request_id": request_id,
+    }
+    answer = step(FLOW_STEPS[2], lambda: browser.post("/signin", data=form))
+    if answer.status_code != 303:
+        raise RuntimeError(f"the sign-in answered {answer.status_code}, not 303")
+    continued = urlsplit(answer.headers["Location"]).path
+    answer = step(FLOW_STEPS[3], lambda: browser.get(continued))
+    code = location_query(answer.headers["Location"])["code"]
+    credentials = base64.b64encode(f"{provider.client_id}:{provider.client_secret}".encode()).decode()
+    body = urlencode(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": VERIFIER,
+        }
+    )
+    answer = step(
+        FLOW_STEPS[4],
+        lambda: browser.post(
+            "/token",
+            data=body,
+            headers={"Authorization": f"Basic {credentials}"},
+            content_type="application/x-www-form-urlencoded",
+        ),
+    )
+    access_token = answer.get_json()["access_token"]
+    answer = step(
+        FLOW_STEPS[5], lambda: browser.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"})
+    )
+    if answer.status_code != 200:
+        raise RuntimeError(f"/userinfo answered {answer.status_code}")
+    return steps
+
+
+def argon2_verify_ms(settings: Settings, rounds: int = 20) -> float:
+    """CPU of one verify at the provider's default argon2 cost (the flow runs at the cheapest)."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    hashed = hasher.hash(PASSWORD)
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        hasher.verify(hashed, PASSWORD)
+        samples.append(time.process_time() - started)
+    return statistics.median(samples) * 1000
+
+
+def profile_flows(provider: Provider, flows: int, top: int) -> None:
+    """Print each step's CPU and statements, then a cProfile of ``flows`` whole flows."""
+    counter = StatementCounter()
+    with provider.app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", counter)
+    try:
+        for _ in range(20):
+            one_flow(provider, time.process_time)
+        runs = [one_flow(provider, time.process_time, counter) for _ in range(flows)]
+    finally:
+        event.remove(engine, "before_cursor_execute", counter)
+    total = 0.0
+    print(f"{'step':26} {'CPU median ms':>13} {'mean ms':>8}  statements (BEGIN/COMMIT/ROLLBACK included)")
+    for name in FLOW_STEPS:
+        cpu = [run[name][0] * 1000 for run in runs]
+        total += statistics.fmean(cpu)
+        sent = runs[-1][name][1]
+        median, mean = statistics.median(cpu), statistics.fmean(cpu)
+        print(f"{name:26} {median:13.2f} {mean:8.2f}  {len(sent):2d} {' '.join(sent)}")
+    print(f"{'whole flow':26} {'':13} {total:8.2f}  (argon2 at t=1, 8 KiB: next to nothing)")
+    print(f"one argon2 verify at the default cost: {argon2_verify_ms(Settings()):.2f} ms CPU")
+    if not top:
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(flows):
+        one_flow(provider, time.process_time)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top // 2)
+
+
 def cpu_ms(samples: list[float]) -> str:
     ms = sorted(s * 1000 for s in samples)
     return f"median {statistics.median(ms):6.2f} ms  mean {statistics.fmean(ms):6.2f} ms  min {ms[0]:6.2f} ms"
 
 
-def run(kind: str, signins: int, exchanges: int, students: int, profile: str | None, redis_url: str) -> None:
+def run(
+    kind: str,
+    signins: int,
+    exchanges: int,
+    students: int,
+    profile: str | None,
+    redis_url: str,
+    flows: int = 200,
+    top: int = 60,
+) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="idp-inprocess-"))
     try:
         with database(kind, workdir, name="idp_inprocess") as database_url:
@@ -207,6 +373,9 @@ def run(kind: str, signins: int, exchanges: int, students: int, profile: str | N
                 f"database: {kind}; redis: {redis_url}; students linked: {students}; "
                 f"load {os.getloadavg()[0]:.2f}"
             )
+            if profile == "flow":
+                profile_flows(provider, flows, top)
+                return
             for _ in range(30):
                 provider.signin(provider.app.test_client(), time.process_time)
             for code in codes[:50]:
@@ -258,14 +427,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signins", type=int, default=300)
     parser.add_argument("--exchanges", type=int, default=300)
     parser.add_argument("--students", type=int, default=0, help="students linked to the parent (default 0)")
-    parser.add_argument("--profile", choices=("signin", "token"))
+    parser.add_argument("--profile", choices=("signin", "token", "flow"))
+    parser.add_argument("--flows", type=int, default=200, help="whole flows profiled by --profile flow")
+    parser.add_argument("--top", type=int, default=60, help="cProfile lines after the flow's steps (0: none)")
     parser.add_argument(
         "--redis-url",
         default=REDIS_URL,
         help="memory:// as bench.signin_vs_argon2 runs (default: real Redis)",
     )
     args = parser.parse_args(argv)
-    run(args.database, args.signins, args.exchanges, args.students, args.profile, args.redis_url)
+    run(
+        args.database,
+        args.signins,
+        args.exchanges,
+        args.students,
+        args.profile,
+        args.redis_url,
+        args.flows,
+        args.top,
+    )
     return 0
 
 

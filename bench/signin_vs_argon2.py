@@ -205,12 +205,12 @@ def csrf_token(page: str) -> str:
     return value.group(1)
 
 
-def signin_sample(base_url: str) -> float:
+def signin_sample(base_url: str, username: str = USERNAME, password: str = PASSWORD) -> float:
     """One browser's sign-in: the page (not timed), then the POST (timed)."""
     with requests.Session() as browser:
         page = browser.get(f"{base_url}/signin", timeout=REQUEST_TIMEOUT_S)
         page.raise_for_status()
-        form = {"username": USERNAME, "password": PASSWORD, "csrf_token": csrf_token(page.text)}
+        form = {"username": username, "password": password, "csrf_token": csrf_token(page.text)}
         cookies = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookies}
     status, location, elapsed = timed_request(base_url, "POST", "/signin", urlencode(form), headers)

@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from filelock import FileLock
 from limits import parse_many
 
+from idp.counters.sentinel import SCHEME as SENTINEL_SCHEME
+from idp.counters.sentinel import InvalidSentinelURL, parse_sentinel_url
+
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 DEFAULT_SECRET = ""  # an unset secret means "generate one" in development
 ONE_YEAR_SECONDS = 31_536_000
@@ -21,6 +24,8 @@ LOG_FORMATS = ("json", "text")
 # /metrics answers these addresses without a token (idp.web.metrics): the host itself.
 DEFAULT_METRICS_ALLOW = "127.0.0.1/32,::1/128"
 MIN_METRICS_TOKEN_LENGTH = 16
+# Where the signing keys live (idp.keys.stores): a folder, or the database, encrypted.
+KEY_STORES = ("files", "database")
 
 
 class ConfigError(ValueError):
@@ -37,6 +42,7 @@ class Settings:
     secret_key: str = DEFAULT_SECRET
     keys_dir: Path = Path("keys")
     keys_passphrase: str | None = None
+    keys_store: str = "files"
     smtp_url: str | None = None
     mail_from: str = "no-reply@localhost"
     # How long the SMTP client waits for a reply (RFC 5321 4.5.3.2: 5 minutes; the reply after
@@ -116,6 +122,7 @@ class Settings:
             secret_key=reader.text("IDP_SECRET_KEY", DEFAULT_SECRET),
             keys_dir=Path(reader.text("IDP_KEYS_DIR", "keys")).absolute(),
             keys_passphrase=reader.text("IDP_KEYS_PASSPHRASE", "") or None,
+            keys_store=reader.choice("IDP_KEYS_STORE", "files", KEY_STORES),
             smtp_url=reader.text("IDP_SMTP_URL", "") or None,
             mail_from=reader.text("IDP_MAIL_FROM", "no-reply@localhost"),
             smtp_timeout_seconds=reader.positive("IDP_SMTP_TIMEOUT_SECONDS", 300),
@@ -167,10 +174,19 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("IDP_REDIS_URL is required in production (redis://host:6379/0).")
         scheme = urlsplit(self.redis_url).scheme
-        if scheme not in {"memory", "redis", "rediss", "unix"}:
+        if scheme not in {"memory", "redis", "rediss", "unix", SENTINEL_SCHEME}:
             raise ConfigError(
-                f"IDP_REDIS_URL must be memory://, redis://, rediss:// or unix://, not {scheme!r}."
+                "IDP_REDIS_URL must be memory://, redis://, rediss://, unix:// or "
+                f"{SENTINEL_SCHEME}://, not {scheme!r}."
             )
+        if scheme == SENTINEL_SCHEME:
+            try:
+                parse_sentinel_url(self.redis_url)
+            except InvalidSentinelURL as error:
+                raise ConfigError(
+                    f"IDP_REDIS_URL: {error} "
+                    f"({SENTINEL_SCHEME}://[:password@]host:port[,host:port…]/MASTER_NAME[/db])."
+                ) from None
         for name, rate in (
             ("IDP_RATE_LIMIT_SIGNIN", self.rate_limit_signin),
             ("IDP_RATE_LIMIT_REGISTER", self.rate_limit_register),
@@ -188,6 +204,11 @@ class Settings:
         if self.worker_metrics_port > 65535:
             raise ConfigError(
                 f"IDP_WORKER_METRICS_PORT must be a port number (got {self.worker_metrics_port})."
+            )
+        if self.keys_store == "database" and not self.keys_passphrase:
+            raise ConfigError(
+                "IDP_KEYS_STORE=database encrypts the private keys in the database with "
+                "IDP_KEYS_PASSPHRASE: set it to a long random secret, kept apart from the database backups."
             )
         if self.session_idle_seconds > self.session_max_seconds:
             raise ConfigError("IDP_SESSION_IDLE_SECONDS may not exceed IDP_SESSION_MAX_SECONDS.")

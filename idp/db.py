@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
 from sqlalchemy import Boolean, DateTime, MetaData, String, TypeDecorator, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry, scoped_session
 
 # Stable constraint names keep Alembic diffs identical on SQLite and PostgreSQL.
@@ -100,6 +100,26 @@ def _begin_immediate(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def engine_options(database_url: str) -> dict[str, Any]:
+    """Return the engine's options for ``database_url``: fit for PgBouncer in transaction mode."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return {}  # a file has no server to close a pooled connection
+    options: dict[str, Any] = {
+        # A pooled connection the server closed (a restart, a failover, an idle timeout) is
+        # replaced before use.
+        "pool_pre_ping": True,
+    }
+    if url.get_driver_name() == "psycopg":
+        # psycopg 3 prepares a statement on the server after five runs and then names it. Behind
+        # PgBouncer in transaction mode (before 1.21's max_prepared_statements) the next run may
+        # reach another server connection, where that name does not exist. Never prepare, with
+        # or without a pooler: a forgotten setting would fail only under load, while preparing
+        # saves a short statement's parse and plan (docs/operations/scaling.md has the figures).
+        options["connect_args"] = {"prepare_threshold": None}
+    return options
+
+
 def import_models() -> None:
     """Import every model, so that the metadata (and Alembic) sees all tables."""
     import idp.accounts.models
@@ -108,6 +128,7 @@ def import_models() -> None:
     import idp.admin.models
     import idp.audit
     import idp.counters.models
+    import idp.keys.models
     import idp.mail.models
     import idp.oauth.models
     import idp.students.models

@@ -47,8 +47,10 @@ from idp.clock import Clock
 from idp.config import Settings
 from idp.counters.connect import open_counters
 from idp.db import DbSession
+from idp.keys.keystore import KeyStore
 from idp.keys.ring import KeyRing
 from idp.keys.rotation import KeyRotation, KeyTimings, audited
+from idp.keys.stores import open_key_store
 from idp.mail.compose import TemplateComposer
 from idp.mail.delivery import SMTPTimeouts, Transport, message_domain, transport_for
 from idp.mail.notifications import Notifier
@@ -110,12 +112,11 @@ class Services:
             engine=engine,
             session=session,
         )
-        self.keys = KeyRing(
-            settings.keys_dir,
-            clock=clock,
-            passphrase=settings.keys_passphrase,
-            check_seconds=settings.keys_check_seconds,
-        )
+        # IDP_KEYS_STORE: the folder, or the database (reads on connections of its own from
+        # ``engine``; a change in this session, so that its audit rows commit with it).
+        self.engine = engine
+        self.key_store = open_key_store(settings, engine=engine, change_session=lambda: self.session)
+        self.keys = KeyRing(self.key_store, clock=clock, check_seconds=settings.keys_check_seconds)
         self.devices = DeviceCookies(secret_key, clock=clock, policy=self.lockout_policy)
         self.mail_transport: Transport = transport_for(
             settings.smtp_url, instance_path, SMTPTimeouts(float(settings.smtp_timeout_seconds))
@@ -395,11 +396,16 @@ class Services:
 
     def key_rotation(self) -> KeyRotation:
         return KeyRotation(
-            self.settings.keys_dir,
+            self.key_store,
             clock=self.clock,
             timings=KeyTimings.from_settings(self.settings),
-            passphrase=self.settings.keys_passphrase,
             record=audited(self.session, self.clock),
+        )
+
+    def key_store_of(self, kind: str) -> KeyStore:
+        """The key store ``kind`` names, whichever IDP_KEYS_STORE is in use (``idp keys migrate-store``)."""
+        return open_key_store(
+            self.settings, engine=self.engine, change_session=lambda: self.session, kind=kind
         )
 
     # --- the console: district settings and the audit trail -------------------------------

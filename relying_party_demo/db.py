@@ -2,7 +2,8 @@
 
 The portal has no migrations: ``create_schema`` makes what is missing at start
 (``metadata.create_all``), which is enough for a demo app whose rows are disposable (sessions,
-and the logout tokens it has acted on).
+their tokens, and the logout tokens it has acted on). New data goes in new tables, which
+``create_all`` adds to an existing database, never in new columns, which it would not.
 A real portal would keep its schema under Alembic, as the provider does.
 """
 
@@ -68,6 +69,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # A session's tokens go with it (ON DELETE CASCADE); SQLite enforces foreign keys only when asked.
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 

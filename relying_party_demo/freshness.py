@@ -4,7 +4,8 @@ The ID token's claims are a snapshot. Once they are older than ``FRESH_FOR`` (or
 return from Account Preferences) the portal asks the provider again: a new access token from
 the refresh token (offline access, rotated by the provider on each use), then userinfo, whose
 claims come from the same table as the ID token's. Without a refresh token the access token is
-used while it lasts.
+used while it lasts. Requests of one session take turns (the row's lock, ``SessionStore.locked``)
+and look again once their turn comes, so one refresh serves them all.
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ class HeldTokens:
     def usable(self, now: datetime) -> bool:
         # A few seconds' margin: the token must still be good when the provider reads it.
         return bool(self.access_token) and now.timestamp() < self.expires_at - 5
+
+
+def refresh_needed(locked: HeldTokens, seen: HeldTokens, *, asked: bool, now: datetime) -> bool:
+    """Whether a request holding the session's lock must still ask the provider.
+
+    ``seen`` is what the request found before it waited for the lock, ``locked`` what the row
+    holds now. Newer claims mean another request of the session (a second tab, the printer view)
+    refreshed meanwhile: its tokens are used as they are, for a second use of the refresh token
+    it spent would be taken as theft and revoke the family (RFC 9700 4.14.2).
+    """
+    if locked.claims_at > seen.claims_at:
+        return False
+    return asked or locked.stale(now)
 
 
 def merged_claims(current: dict[str, Any], userinfo: dict[str, Any], sub: str) -> dict[str, Any]:

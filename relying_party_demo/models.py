@@ -1,11 +1,11 @@
-"""The portal's tables: its server-side sessions, and the logout tokens it has acted on."""
+"""The portal's tables: its server-side sessions, their tokens, and the logout tokens it has acted on."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relying_party_demo.db import Base
@@ -30,6 +30,22 @@ class StoredSession(Base):
     signed_in_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SessionTokens(Base):
+    """What a signed-in session keeps from the token endpoint to read the claims again later.
+
+    A table of its own, written only under the session row's lock (``SessionStore.locked``):
+    a request saving the session's ``data`` can then never put back a refresh token that the
+    provider has rotated since, which would be taken as reuse and end the family's sign-in.
+    """
+
+    __tablename__ = "portal_session_tokens"
+
+    session_hash: Mapped[str] = mapped_column(
+        String(64), ForeignKey("portal_session.id_hash", ondelete="CASCADE"), primary_key=True
+    )
+    tokens: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
 
 class ReceivedLogoutToken(Base):

@@ -53,6 +53,8 @@ SCHOOLS = {
     "LES": School("LES", "Lincoln Elementary School", ELEMENTARY),
     "WMS": School("WMS", "Washington Middle School", MIDDLE),
 }
+# A teacher's honorific is translated when shown ("Ms." is "Sra."); the surname is a name.
+HONORIFICS = (N_("Ms."), N_("Mr."))
 TEACHERS = (
     "Ms. Alvarez",
     "Mr. Brooks",
@@ -87,6 +89,14 @@ class CourseGrade:
     course: str
     teacher: str
     percent: int
+
+    @property
+    def teacher_honorific(self) -> str:
+        return self.teacher.split(" ", 1)[0]
+
+    @property
+    def teacher_surname(self) -> str:
+        return self.teacher.split(" ", 1)[-1]
 
     @property
     def letter(self) -> str:

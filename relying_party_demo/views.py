@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from dataclasses import replace
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -22,12 +23,14 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from relying_party_demo.app import portal
 from relying_party_demo.export import export_filename, student_xml
-from relying_party_demo.freshness import ClaimsRefused, HeldTokens, merged_claims
+from relying_party_demo.freshness import ClaimsRefused, HeldTokens, merged_claims, refresh_needed
 from relying_party_demo.language import current_language
 from relying_party_demo.last_page import COOKIE_NAME as LAST_PAGE_COOKIE
 from relying_party_demo.last_page import MAX_AGE as LAST_PAGE_MAX_AGE
+from relying_party_demo.models import StoredSession
+from relying_party_demo.previous_sign_in import previous_sign_in
 from relying_party_demo.provider import ProviderUnavailable, district
-from relying_party_demo.sessions import Identity
+from relying_party_demo.sessions import Identity, SessionBusy, SessionStore
 from relying_party_demo.students import (
     LinkedStudent,
     StudentRecord,
@@ -47,7 +50,6 @@ RELOAD_OFFER = "reload_offer"
 SIGN_IN_AGAIN_COOKIE = "rp_sign_in_again"
 # Set on the way to Account Preferences: the next page refreshes the claims at once.
 REFRESH_CLAIMS = "refresh_claims"
-HELD_TOKENS = "held_tokens"
 # Pages that never read the claims, so they never wait for the provider.
 NOT_REFRESHED = {"views.logout", "views.account_preferences"}
 # Pages that answer whatever became of the session: the provider's calls, probes, the callback.
@@ -83,43 +85,84 @@ def _signed_out_after_idle() -> BaseResponse | None:
 def _fresh_claims() -> BaseResponse | None:
     """Read the claims again when older than a minute, or at once back from Account Preferences."""
     session = current_session()
-    identity = session.identity
-    if identity is None or request.endpoint in NOT_AFTER_TIMEOUT | NOT_REFRESHED:
+    if (
+        session.identity is None
+        or session.row is None
+        or request.endpoint in NOT_AFTER_TIMEOUT | NOT_REFRESHED
+    ):
         return None
-    now = portal().clock.now()
-    held = HeldTokens.load(session.get(HELD_TOKENS))
+    store = portal().store()
+    seen = store.tokens(session.row)
     asked = bool(session.pop(REFRESH_CLAIMS, False))
-    if held is None or not (asked or held.stale(now)):
+    now = portal().clock.now()
+    if seen is None or not (asked or seen.stale(now)):
         return None
     try:
-        claims, held = _claims_now(identity, held, now)
+        fresh = _claims_in_turn(store, session.row, seen, asked=asked, now=now)
     except ClaimsRefused as refusal:
         # The provider ended what this session stood on (signed out, account removed): so do we.
         log.info("claims refresh refused: %s", refusal)
         session.end()
         return redirect(url_for("views.home"))
-    except (OAuthError, ProviderUnavailable, requests.RequestException, ValueError) as error:
-        # The provider is unreachable for now: keep the claims we have and try on the next page.
+    except (OAuthError, ProviderUnavailable, SessionBusy, requests.RequestException, ValueError) as error:
+        # The provider (or the session's turn) is not to be had now: keep the claims we have.
         log.warning("claims not refreshed: %s", error)
         return None
-    session[HELD_TOKENS] = held.dump()
-    session.refresh_identity(Identity(identity.sub, identity.sid, identity.id_token, claims))
+    if fresh is None:  # the session ended meanwhile (a back-channel logout)
+        session.end()
+        return redirect(url_for("views.home"))
+    session.refresh_identity(fresh)
     return None
 
 
-def _claims_now(identity: Identity, held: HeldTokens, now: datetime) -> tuple[dict[str, Any], HeldTokens]:
-    """Userinfo with a usable access token, renewed from the refresh token when needed."""
-    client = district()
-    if not held.usable(now):
-        if held.refresh_token is None:
-            raise OAuthError(description="the access token expired and there is no refresh token")
+def _claims_in_turn(
+    store: SessionStore, row: StoredSession, seen: HeldTokens, *, asked: bool, now: datetime
+) -> Identity | None:
+    """Under the session's lock, fresh claims: read by a request before us, else by this one.
+
+    Two requests of one session (two tabs, a page and its printer view) may find the claims stale
+    together; only the first to take the lock refreshes, and the next one uses what it stored.
+    A refresh token the provider rotated is kept even when userinfo then fails: the spent one
+    would never be taken again.
+    """
+    failure: Exception | None = None
+    with store.locked(row) as locked:
+        identity = locked.identity if locked is not None else None
+        if locked is None or identity is None:
+            return None
+        held = locked.tokens
+        if held is None or not refresh_needed(held, seen, asked=asked, now=now):
+            return identity
+        if not held.usable(now):
+            held = _refreshed(held, now)
+            store.keep(locked, held)
         try:
-            token = client.fetch_access_token(grant_type="refresh_token", refresh_token=held.refresh_token)
-        except OAuthError as error:
-            if error.error == "invalid_grant":
-                raise ClaimsRefused(f"refresh token refused: {error.description}") from None
-            raise
-        held = HeldTokens.from_response(dict(token), now, previous=held)
+            claims = _userinfo_claims(identity, held)
+        except (OAuthError, ProviderUnavailable, requests.RequestException, ValueError) as error:
+            failure = error
+        else:
+            store.keep(locked, replace(held, claims_at=now.timestamp()), claims)
+    if failure is not None:
+        raise failure
+    return Identity(identity.sub, identity.sid, identity.id_token, claims)
+
+
+def _refreshed(held: HeldTokens, now: datetime) -> HeldTokens:
+    """New tokens from the refresh token; the claims are as old as they were."""
+    if held.refresh_token is None:
+        raise OAuthError(description="the access token expired and there is no refresh token")
+    try:
+        token = district().fetch_access_token(grant_type="refresh_token", refresh_token=held.refresh_token)
+    except OAuthError as error:
+        if error.error == "invalid_grant":
+            raise ClaimsRefused(f"refresh token refused: {error.description}") from None
+        raise
+    return replace(HeldTokens.from_response(dict(token), now, previous=held), claims_at=held.claims_at)
+
+
+def _userinfo_claims(identity: Identity, held: HeldTokens) -> dict[str, Any]:
+    """The session's claims with userinfo's, read with the access token ``held``."""
+    client = district()
     response = client.get(
         client.load_server_metadata()["userinfo_endpoint"],
         token={"access_token": held.access_token, "token_type": "Bearer"},
@@ -127,8 +170,7 @@ def _claims_now(identity: Identity, held: HeldTokens, now: datetime) -> tuple[di
     if response.status_code == 401:
         raise ClaimsRefused("the access token was refused")
     response.raise_for_status()
-    claims = merged_claims(identity.claims, response.json(), identity.sub)
-    return claims, HeldTokens(held.access_token, held.refresh_token, held.expires_at, now.timestamp())
+    return merged_claims(identity.claims, response.json(), identity.sub)
 
 
 def signed_in(view: View) -> View:
@@ -207,8 +249,7 @@ def callback() -> BaseResponse | tuple[str, int]:
     last_pages = portal().last_pages
     offer = last_pages.load(request.cookies.get(LAST_PAGE_COOKIE), identity.sub)
     session.clear()  # whatever the browser held before signing in is not carried over
-    session.sign_in(identity)
-    session[HELD_TOKENS] = HeldTokens.from_response(token, portal().clock.now()).dump()
+    session.sign_in(identity, HeldTokens.from_response(token, portal().clock.now()))
     if offer:
         session[RELOAD_OFFER] = offer
     response = redirect(url_for("views.home"))
@@ -371,19 +412,8 @@ def _account(identity: Identity) -> dict[str, str]:
     ).strip()
     return {
         "name": name or str(claims.get("name") or claims.get("preferred_username") or ""),
-        "previous_sign_in": previous_sign_in(
-            claims.get("last_login_at"), ZoneInfo(portal().settings.timezone)
-        ),
+        "previous_sign_in": previous_sign_in(claims, ZoneInfo(portal().settings.timezone)),
     }
-
-
-def previous_sign_in(last_login_at: object, zone: tzinfo = UTC) -> str:
-    """The name's tooltip: when this account last signed in before now (a security aid)."""
-    if isinstance(last_login_at, bool) or not isinstance(last_login_at, int | float):
-        return "This is your first sign-in"
-    # In the district's time zone (RP_TIMEZONE), named by its abbreviation (CST, UTC...).
-    when = datetime.fromtimestamp(last_login_at, zone)
-    return f"Previous sign-in: {when:%A, %B} {when.day}, {when:%Y at %H:%M %Z}"
 
 
 def _page(

@@ -15,6 +15,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response
 
+from relying_party_demo.freshness import HeldTokens
 from relying_party_demo.models import StoredSession
 from relying_party_demo.sessions import Identity, SessionStore
 
@@ -44,14 +45,16 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.transient = transient  # static files: never stored, never touched
         self._identity = identity
         self._rotate = False
+        self._tokens: HeldTokens | None = None  # from the sign-in, stored with the new row
 
     @property
     def identity(self) -> Identity | None:
         return self._identity
 
-    def sign_in(self, identity: Identity) -> None:
-        """Bind the session to ``identity`` under a fresh id (no session fixation)."""
+    def sign_in(self, identity: Identity, tokens: HeldTokens | None = None) -> None:
+        """Bind the session to ``identity`` and its ``tokens`` under a fresh id (no session fixation)."""
         self._identity = identity
+        self._tokens = tokens
         self._rotate = True
         self.modified = True
 
@@ -65,12 +68,17 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         """Forget everything and start an empty session under a fresh id."""
         self.clear()
         self._identity = None
+        self._tokens = None
         self._rotate = True
         self.modified = True
 
     @property
     def rotating(self) -> bool:
         return self._rotate
+
+    @property
+    def tokens_from_sign_in(self) -> HeldTokens | None:
+        return self._tokens
 
 
 def current_session() -> ServerSession:
@@ -114,7 +122,7 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.row is None:
             store.prune()
-            session_id, session.row = store.create(data, session.identity)
+            session_id, session.row = store.create(data, session.identity, session.tokens_from_sign_in)
             # No Max-Age: a browser-session cookie; the row's idle timeout decides how long it works.
             response.set_cookie(
                 name, session_id, path="/", httponly=True, secure=self.secure(app), samesite="Lax"

@@ -75,6 +75,9 @@ class Account(Base):
     last_login_ip: Mapped[str | None] = mapped_column(String(64))
     current_login_at: Mapped[utc_time_or_none]
     current_login_ip: Mapped[str | None] = mapped_column(String(64))
+    # The browser and system of those sign-ins ("Firefox (Windows)"), never the user agent itself.
+    last_login_device: Mapped[str | None] = mapped_column(String(64))
+    current_login_device: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[utc_time_or_none]
     created_at: Mapped[utc_now]
     expires_at: Mapped[utc_time_or_none] = mapped_column(index=True)

@@ -16,6 +16,7 @@ from idp.accounts.models import Account, AccountStatus, AccountType
 from idp.accounts.password_policy import ChangeReason, PasswordPolicyService
 from idp.accounts.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from idp.accounts.skeleton import confusable_skeleton
+from idp.accounts.user_agents import device_name
 from idp.accounts.usernames import MAX_USERNAME_LENGTH, username_key
 from idp.audit import audit
 from idp.clock import Clock
@@ -213,9 +214,11 @@ class AccountService:
         return account
 
     def record_signin(self, account: Account, context: SignInContext) -> None:
-        """Count a completed sign-in: the previous one becomes ``last_login_at`` (a claim)."""
+        """Count a completed sign-in: the previous one's time and device become claims (``last_login_*``)."""
         account.last_login_at, account.last_login_ip = account.current_login_at, account.current_login_ip
         account.current_login_at, account.current_login_ip = self.clock.now(), context.ip_address
+        account.last_login_device = account.current_login_device
+        account.current_login_device = device_name(context.user_agent).summary
         account.login_count += 1
         audit(self.session, "signin.succeeded", account_id=account.id, **context.audited())
 

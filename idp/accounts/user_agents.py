@@ -36,6 +36,14 @@ class DeviceName:
     browser: str | None
     system: str | None
 
+    @property
+    def summary(self) -> str | None:
+        """Return "Firefox (Windows)", or whichever half is known; None when neither is."""
+        # No word of any language: the label goes to portals (a claim) that show it in theirs.
+        if self.browser and self.system:
+            return f"{self.browser} ({self.system})"
+        return self.browser or self.system
+
 
 def device_name(user_agent: str | None) -> DeviceName:
     """Return the browser and system ``user_agent`` names, as far as it names them."""

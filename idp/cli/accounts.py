@@ -93,7 +93,8 @@ def accounts_unlock(username: str) -> None:
         # The database's counters were unlocked (and committed); Redis, unreachable, may still
         # hold the lock, which would apply again when it answers.
         raise click.ClickException(
-            f"Redis at {built.settings.redis_url} is unavailable and may still hold a lock; "
+            # Not the URL itself: it may carry Redis's password.
+            "Redis (IDP_REDIS_URL) is unavailable and may still hold a lock; "
             "run this command again once it answers"
         )
 

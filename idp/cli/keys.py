@@ -1,4 +1,4 @@
-"""``idp keys``: the signing key set (list, rotate, retire, revoke, prune)."""
+"""``idp keys``: the signing key set (list, rotate, retire, revoke, prune, migrate-store)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from datetime import timedelta
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from idp.cli.common import fail, services
+from idp.audit import audit
+from idp.cli.common import cli_actor, fail, services
+from idp.config import KEY_STORES
 from idp.keys.durations import InvalidDuration, parse_duration
+from idp.keys.migrate import copy_key_set
 from idp.keys.rotation import KeyChangeRefused, KeyChanges, KeyEvent, KeyRotation, KeyTimings
-from idp.keys.store import KeyRecord, KeySetError, read_manifest
+from idp.keys.store import KeyRecord, KeySetError
 
 
 @click.group(help="Signing keys.")
@@ -23,10 +26,18 @@ def keys() -> None:
 @keys.command("list", help="List the signing keys, their states and when they change.")
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json: bool) -> None:
-    settings = services().settings
-    records = read_manifest(settings.keys_dir)  # the manifest as it is now, not as last checked
+    built = services()
+    settings = built.settings
+    try:
+        records = built.key_store.read_records()  # the set as it is now, not as last checked
+    except KeySetError as error:
+        fail(str(error))
     if as_json:
-        click.echo(json.dumps([r.as_manifest() for r in records]))
+        entries = [r.as_manifest() for r in records]
+        if built.key_store.kind != "files":
+            for entry in entries:
+                del entry["file"]  # a manifest's file name: the database store has none
+        click.echo(json.dumps(entries))
         return
     timings = KeyTimings.from_settings(settings)
     for record in records:
@@ -79,6 +90,55 @@ def keys_prune() -> None:
     _change_keys(lambda keys: keys.prune())
 
 
+@keys.command(
+    "migrate-store",
+    help="Copy the whole key set from the store in use (IDP_KEYS_STORE) to the other one, "
+    "then check the copy; switch IDP_KEYS_STORE afterwards.",
+)
+@click.option("--to", "destination", type=click.Choice(KEY_STORES), required=True, help="The store to fill.")
+@click.option("--replace", is_flag=True, help="Overwrite a destination that holds a key set already.")
+def keys_migrate_store(destination: str, replace: bool) -> None:
+    built = services()
+    current = built.settings.keys_store
+    if destination == current:
+        fail(
+            f"IDP_KEYS_STORE names the {current} store already; migrate-store copies the set from the "
+            "store in use to the other one (set IDP_KEYS_STORE to the store that holds your keys)"
+        )
+
+    def record() -> None:
+        audit(
+            built.session,
+            "key_set.copied",
+            at=built.clock.now(),
+            source=current,
+            destination=destination,
+            replace=str(replace).lower(),  # --replace given: a set there may be overwritten
+            actor=cli_actor(),
+        )
+        built.session.flush()
+
+    try:
+        copied = copy_key_set(
+            built.key_store, built.key_store_of(destination), replace=replace, before_write=record
+        )
+    except KeySetError as error:
+        fail(str(error))
+    except SQLAlchemyError as error:
+        fail(f"the audit log could not be written, so nothing was copied: {error.__class__.__name__}")
+    built.session.commit()
+    for entry in copied.records:
+        click.echo(f"{entry.kid:30} {entry.alg:6} {entry.state:8} copied")
+    click.echo(
+        f"{len(copied.records)} keys copied from {copied.source} to {copied.destination}"
+        f"{' (its previous set replaced)' if copied.replaced else ''}, read back and verified."
+    )
+    click.echo(
+        f"Now set IDP_KEYS_STORE={destination} for every process and restart them; "
+        f"{copied.source} stays as it was until you remove it."
+    )
+
+
 def _change_keys(change: Callable[[KeyRotation], KeyChanges]) -> None:
     """Make one key-set change, audited (``idp.keys.rotation.audited``), and print what happened."""
     built = services()
@@ -91,7 +151,7 @@ def _change_keys(change: Callable[[KeyRotation], KeyChanges]) -> None:
     built.session.commit()
     built.keys.reload()
     for event in changes.events:
-        click.echo(_key_event_line(event))
+        click.echo(_key_event_line(event, built.key_store.kind))
     for skipped in changes.skipped:
         click.echo(f"{skipped.alg}: {skipped.reason}")
     for record, leaves_at in changes.kept:
@@ -101,7 +161,7 @@ def _change_keys(change: Callable[[KeyRotation], KeyChanges]) -> None:
         click.echo("nothing to change")
 
 
-def _key_event_line(event: KeyEvent) -> str:
+def _key_event_line(event: KeyEvent, kind: str) -> str:
     details = event.details
     head = f"{event.alg}: {event.kid}"
     if event.name == "key.rotated":
@@ -112,5 +172,6 @@ def _key_event_line(event: KeyEvent) -> str:
     if event.name == "key.revoked":
         return f"{head} revoked (was {details['previous_state']}): unpublished, its tokens refused"
     if event.name == "key.pruned":
-        return f"{head} pruned ({details['state']}); its file is deleted"
+        gone = "its file is deleted" if kind == "files" else "its private key is deleted"
+        return f"{head} pruned ({details['state']}); {gone}"
     return f"{head} {event.name.removeprefix('key.')}"

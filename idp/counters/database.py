@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
 from idp.clock import Clock
@@ -223,11 +224,19 @@ class DatabaseCounters:
         if shared is not None:
             found = shared.connection().execute(read.statement, {"key": key}).first()
             return None if found is None else tuple(found)
+        params: list[str] | dict[str, str] = [key] if read.positional else {"key": key}
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
+            dbapi_error = conn.dialect.loaded_dbapi.Error
             try:
-                cursor.execute(read.sql, [key] if read.positional else {"key": key})
+                cursor.execute(read.sql, params)
                 row = cursor.fetchone()
+            except dbapi_error as error:
+                # The driver's own error, wrapped as SQLAlchemy wraps its statements' errors: a
+                # dropped connection is then an OperationalError, answered 503 (idp.web.errors).
+                raise DBAPIError.instance(
+                    read.sql, params, error, dbapi_error, dialect=conn.dialect
+                ) from error
             finally:
                 cursor.close()
         return None if row is None else read.row(row)

@@ -24,18 +24,26 @@ class CounterStorage(Storage):
         self.counters = counters
         self.prefix = prefix
 
+    def counter_key(self, key: str) -> str:
+        """Return the counters' key of the limits library's ``key``."""
+        # A Redis Cluster hash tag around the limit's key: its count and its lock (``lock_key``)
+        # land in one slot, as ``Keys.name`` makes the other counters' keys do. A tag ends at the
+        # first "}" and an empty one tags nothing, so "}" is escaped and the tag is never empty.
+        escaped = key.replace("%", "%25").replace("}", "%7D")
+        return f"{self.prefix}{{limit:{escaped}}}"
+
     @property
     def base_exceptions(self) -> type[Exception]:
         return RedisError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.counters.increment(self.prefix + key, timedelta(seconds=expiry), amount).count
+        return self.counters.increment(self.counter_key(key), timedelta(seconds=expiry), amount).count
 
     def get(self, key: str) -> int:
-        return self.counters.window(self.prefix + key).count
+        return self.counters.window(self.counter_key(key)).count
 
     def get_expiry(self, key: str) -> float:
-        return time.time() + self.counters.window(self.prefix + key).resets_in.total_seconds()
+        return time.time() + self.counters.window(self.counter_key(key)).resets_in.total_seconds()
 
     def check(self) -> bool:
         return True
@@ -44,4 +52,4 @@ class CounterStorage(Storage):
         return None  # the counters of a deployment are never wiped from here
 
     def clear(self, key: str) -> None:
-        self.counters.reset(self.prefix + key)
+        self.counters.reset(self.counter_key(key))

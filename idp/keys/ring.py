@@ -1,8 +1,9 @@
 """The key ring: the loaded key set, signing with the active key, verifying, and the JWKS.
 
-Every process loads the set at start (making the first one, once, in an empty folder) and checks
-the manifest every ``IDP_KEYS_CHECK_SECONDS``, so a rotation made by ``idp keys`` anywhere is in
-use everywhere within moments.
+Every process loads the set at start (making the first one, once, in an empty store) and checks
+the store's stamp (the manifest's, or the database's generation) every ``IDP_KEYS_CHECK_SECONDS``,
+so a rotation made by ``idp keys`` anywhere is in use everywhere within moments. The ring knows
+its store only through ``idp.keys.keystore.KeyStore``; the composition root picks it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,9 @@ from joserfc.errors import UnsupportedAlgorithmError
 from joserfc.jwk import KeySet
 
 from idp.clock import Clock
-from idp.keys.store import (
-    PUBLISHED_STATES,
-    SUPPORTED_ALGORITHMS,
-    KeyRecord,
-    KeySetError,
-    SigningKey,
-    ensure_key_set,
-    manifest_stamp,
-    read_manifest,
-    read_private_keys,
-)
+from idp.keys.files import FileKeyStore, load_folder
+from idp.keys.keystore import KeyStore, KeyStoreUnavailable, StoredKeys
+from idp.keys.store import PUBLISHED_STATES, SUPPORTED_ALGORITHMS, KeyRecord, KeySetError, SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +38,8 @@ class UnknownSigningKey(LookupError):
 class LoadedKeys:
     records: tuple[KeyRecord, ...]
     private: Mapping[str, SigningKey]
-    stamp: tuple[int, int]
-    # Built once per manifest change: every verify and every /jwks.json reuses them.
+    stamp: Hashable
+    # Built once per key set change: every verify and every /jwks.json reuses them.
     key_set: KeySet = field(init=False)
     jwks_json: bytes = field(init=False)
     jwks_etag: str = field(init=False)
@@ -58,6 +51,10 @@ class LoadedKeys:
         object.__setattr__(self, "key_set", KeySet(list[Any](published)))
         object.__setattr__(self, "jwks_json", body)
         object.__setattr__(self, "jwks_etag", hashlib.sha256(body).hexdigest()[:32])
+
+    @classmethod
+    def of(cls, stored: StoredKeys) -> LoadedKeys:
+        return cls(stored.records, stored.private, stored.stamp)
 
     def active(self, alg: str) -> tuple[KeyRecord, SigningKey]:
         for record in self.records:
@@ -74,43 +71,60 @@ class KeyRing:
 
     def __init__(
         self,
-        keys_dir: Path,
+        store: KeyStore | Path,
         *,
         clock: Clock,
         passphrase: str | None = None,
         check_seconds: float = 2.0,
         algorithms: Iterable[str] = SUPPORTED_ALGORITHMS,
     ) -> None:
-        self.keys_dir = keys_dir
+        """Load the set from ``store`` (a folder means the files store, with ``passphrase``).
+
+        A store that cannot be reached yet (a database not migrated: ``idp db upgrade`` itself
+        builds the app) is opened at the first use instead; anything else wrong stops the start.
+        """
+        self.store = FileKeyStore(store, passphrase=passphrase) if isinstance(store, Path) else store
         self.clock = clock
-        self.passphrase = passphrase
         self.check_seconds = check_seconds
         self.algorithms = tuple(algorithms)
         self._lock = threading.Lock()
         self._checked_at = 0.0
-        ensure_key_set(keys_dir, clock=clock, passphrase=passphrase, algorithms=self.algorithms)
-        self._loaded = load_key_set(keys_dir, passphrase)
+        self._loaded: LoadedKeys | None = None
+        try:
+            self._loaded = self._open()
+        except KeyStoreUnavailable as error:
+            log.warning("the signing keys are not loaded yet (%s); trying again at first use", error)
+
+    def _open(self) -> LoadedKeys:
+        self.store.ensure(clock=self.clock, algorithms=self.algorithms)
+        return LoadedKeys.of(self.store.load())
 
     def _current(self) -> LoadedKeys:
-        # A cheap stat of the manifest every few seconds picks up a rotation done elsewhere.
+        # A cheap read of the store's stamp every few seconds picks up a rotation done elsewhere.
         now = time.monotonic()
-        if now - self._checked_at >= self.check_seconds:
+        loaded = self._loaded
+        if loaded is None or now - self._checked_at >= self.check_seconds:
             with self._lock:
-                if now - self._checked_at >= self.check_seconds:
-                    self._reload_if_changed()
+                if self._loaded is None:
+                    self._loaded = self._open()  # a store still unavailable raises to the caller
                     self._checked_at = now
-        return self._loaded
+                elif now - self._checked_at >= self.check_seconds:
+                    self._reload_if_changed(self._loaded)
+                    self._checked_at = now
+                loaded = self._loaded
+        return loaded
 
-    def _reload_if_changed(self) -> None:
-        if manifest_stamp(self.keys_dir) == self._loaded.stamp:
-            return
+    def _reload_if_changed(self, current: LoadedKeys) -> None:
         try:
-            loaded = load_key_set(self.keys_dir, self.passphrase)
+            if self.store.stamp() == current.stamp:
+                return
+            loaded = LoadedKeys.of(self.store.load())
         except KeySetError:
             # A serving process keeps the set it has rather than fail every request;
             # it tries again at the next check, and the log says why.
             log.exception(
-                "the changed key set in %s cannot be loaded; still serving the previous one", self.keys_dir
+                "%s cannot be loaded; still serving the previous one",
+                self.store.describe(),
             )
             return
         self._loaded = loaded
@@ -120,10 +134,18 @@ class KeyRing:
         )
 
     def reload(self) -> None:
-        """Read the manifest now instead of at the next check (after a change made by this process)."""
+        """Read the store now instead of at the next check (after a change made by this process)."""
         with self._lock:
-            self._reload_if_changed()
+            if self._loaded is None:
+                self._loaded = self._open()
+            else:
+                self._reload_if_changed(self._loaded)
             self._checked_at = time.monotonic()
+
+    def check_store(self) -> None:
+        """Raise ``KeySetError`` unless the store still reads (a process that cannot read it would
+        miss a rotation, and could not start again)."""
+        self.store.read_records()
 
     def records(self) -> tuple[KeyRecord, ...]:
         return self._current().records
@@ -165,19 +187,5 @@ class KeyRing:
 
 
 def load_key_set(keys_dir: Path, passphrase: str | None) -> LoadedKeys:
-    """Read the manifest and its published keys' files, refusing anything incomplete."""
-    for _attempt in range(3):
-        stamp = manifest_stamp(keys_dir)
-        try:
-            return _load(keys_dir, passphrase, stamp)
-        except KeySetError:
-            # A key file may have been pruned between our read of the manifest and of the
-            # file; a changed manifest means another process did that: read it again.
-            if manifest_stamp(keys_dir) == stamp:
-                raise
-    return _load(keys_dir, passphrase, manifest_stamp(keys_dir))
-
-
-def _load(keys_dir: Path, passphrase: str | None, stamp: tuple[int, int]) -> LoadedKeys:
-    records = read_manifest(keys_dir)
-    return LoadedKeys(records, read_private_keys(keys_dir, records, passphrase), stamp)
+    """Read a key folder's manifest and its published keys' files, refusing anything incomplete."""
+    return LoadedKeys.of(load_folder(keys_dir, passphrase))

@@ -3,13 +3,14 @@
 A ``next`` key is in the JWKS for at least the lead time before it may sign, so every
 relying party's cached JWKS holds it by then; a ``retired`` key stays in the JWKS for the
 grace time, so every token it signed expires before its key disappears. Every change is
-made under the key folder's lock, on the manifest as it is on disk, and written atomically.
+made under the store's lock, on the set as it is then, and written atomically (idp.keys.keystore):
+the rules are the same whichever store, files or database, holds the set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,16 +19,11 @@ from idp.clock import Clock
 from idp.config import Settings
 from idp.db import DbSession
 from idp.keys.durations import describe
-from idp.keys.store import (
-    MANIFEST,
-    SUPPORTED_ALGORITHMS,
-    KeyRecord,
-    check_states,
-    generate_key,
-    key_set_lock,
-    read_manifest,
-    write_manifest,
-)
+from idp.keys.files import FileKeyStore
+from idp.keys.keystore import KeyDraft, KeyEvent, KeyStore, Recorder
+from idp.keys.store import SUPPORTED_ALGORITHMS, KeyRecord
+
+__all__ = ["KeyChangeRefused", "KeyChanges", "KeyEvent", "KeyRotation", "KeyTimings", "Skipped", "audited"]
 
 
 @dataclass(frozen=True)
@@ -104,16 +100,6 @@ class KeyStateRefused(KeyChangeRefused):
 
 
 @dataclass(frozen=True)
-class KeyEvent:
-    """One change, named as its audit event (``key.rotated``, ``key.pruned``…)."""
-
-    name: str
-    kid: str
-    alg: str
-    details: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Skipped:
     """An algorithm ``rotate`` left alone, and why."""
 
@@ -129,66 +115,26 @@ class KeyChanges:
     kept: tuple[tuple[KeyRecord, datetime | None], ...] = ()
 
 
-# --- the working copy of one change --------------------------------------------------------
-class _Draft:
-    """The manifest being changed: new key files are removed again if the change fails."""
-
-    def __init__(self, keys_dir: Path, records: Iterable[KeyRecord], *, now: datetime) -> None:
-        self.keys_dir = keys_dir
-        self.records = list(records)
-        self.now = now
-        self.events: list[KeyEvent] = []
-        self.skipped: list[Skipped] = []
-        self.new_files: list[Path] = []
-        self.doomed_files: list[Path] = []
-        self.backfilled = False
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.events or self.new_files or self.doomed_files or self.backfilled)
-
-    def find(self, kid: str) -> KeyRecord:
-        for record in self.records:
-            if record.kid == kid:
-                return record
-        raise UnknownKey(kid)
-
-    def current(self, alg: str, state: str) -> KeyRecord | None:
-        return next((r for r in self.records if r.alg == alg and r.state == state), None)
-
-    def put(self, old: KeyRecord, new: KeyRecord) -> None:
-        self.records[self.records.index(old)] = new
-
-    def drop(self, record: KeyRecord) -> None:
-        self.records.remove(record)
-        self.doomed_files.append(self.keys_dir / record.file)
-
-    def add(self, record: KeyRecord) -> None:
-        self.records.append(record)
-        self.new_files.append(self.keys_dir / record.file)
-
-    def event(self, name: str, record: KeyRecord, **details: str) -> None:
-        self.events.append(KeyEvent(name, record.kid, record.alg, details))
-
-
 class KeyRotation:
-    """Rotate, retire, revoke and prune the keys in ``keys_dir``; each call is one atomic change."""
+    """Rotate, retire, revoke and prune the keys in a store; each call is one atomic change.
+
+    ``store`` is a ``KeyStore``, or a folder (the files store, with ``passphrase``).
+    """
 
     def __init__(
         self,
-        keys_dir: Path,
+        store: KeyStore | Path,
         *,
         clock: Clock,
         timings: KeyTimings,
         passphrase: str | None = None,
-        record: Callable[[tuple[KeyEvent, ...]], None] | None = None,
+        record: Recorder | None = None,
     ) -> None:
-        self.keys_dir = keys_dir
+        self.store = FileKeyStore(store, passphrase=passphrase) if isinstance(store, Path) else store
         self.clock = clock
         self.timings = timings
-        self.passphrase = passphrase
-        # Called with a change's events before its manifest is written (the CLI writes the audit
-        # rows there): if recording fails, nothing changes, so no key change goes unaudited.
+        # Called with a change's events before it is written (the CLI writes the audit rows
+        # there): if recording fails, nothing changes, so no key change goes unaudited.
         self.record = record
 
     # --- commands ------------------------------------------------------------------------
@@ -207,20 +153,22 @@ class KeyRotation:
         is younger than that are skipped instead.
         """
 
-        def change(draft: _Draft) -> None:
+        def change(draft: KeyDraft, skipped: list[Skipped]) -> None:
             wanted = list(algorithms) if algorithms is not None else self._algorithms_in(draft)
             for alg in wanted:
                 if alg not in SUPPORTED_ALGORITHMS:
                     raise KeyChangeRefused(f"unsupported algorithm {alg!r}")
-                self._rotate_one(draft, alg, force=force, if_older_than=if_older_than)
+                outcome = self._rotate_one(draft, alg, force=force, if_older_than=if_older_than)
+                if outcome is not None:
+                    skipped.append(outcome)
 
         return self._change(change)
 
     def retire(self, kid: str) -> KeyChanges:
         """Withdraw a next key (a new one is published in its place); an active key is rotated out."""
 
-        def change(draft: _Draft) -> None:
-            record = draft.find(kid)
+        def change(draft: KeyDraft, _skipped: list[Skipped]) -> None:
+            record = _find(draft, kid)
             if record.state == "active":
                 raise KeyStateRefused(
                     f"{kid} is the active {record.alg} key; `idp keys rotate --alg {record.alg}` "
@@ -235,18 +183,18 @@ class KeyRotation:
         return self._change(change)
 
     def revoke(self, kid: str) -> KeyChanges:
-        """Withdraw a compromised key at once: out of the JWKS, its tokens refused, its file deleted.
+        """Withdraw a compromised key at once: out of the JWKS, its tokens refused, its private key destroyed.
 
         An active key is replaced in the same change: the next key signs at once whatever
         its age (or a new key when there is none), and a new next key is published.
         """
 
-        def change(draft: _Draft) -> None:
-            record = draft.find(kid)
+        def change(draft: KeyDraft, _skipped: list[Skipped]) -> None:
+            record = _find(draft, kid)
             if record.state == "revoked":
                 raise KeyStateRefused(f"{kid} is already revoked")
             draft.put(record, record.moved_to("revoked", draft.now))
-            draft.doomed_files.append(self.keys_dir / record.file)
+            draft.forget(record)
             draft.event("key.revoked", record, previous_state=record.state)
             if record.state == "active":
                 self._promote(draft, record.alg, forced_by="revocation")
@@ -256,9 +204,9 @@ class KeyRotation:
         return self._change(change)
 
     def prune(self) -> KeyChanges:
-        """Remove retired and revoked keys whose grace time is over, and their files."""
+        """Remove retired and revoked keys whose grace time is over, and their private keys."""
 
-        def change(draft: _Draft) -> None:
+        def change(draft: KeyDraft, _skipped: list[Skipped]) -> None:
             for record in list(draft.records):
                 if record.state not in ("retired", "revoked"):
                     continue
@@ -274,42 +222,36 @@ class KeyRotation:
         return self._change(change)
 
     # --- steps ---------------------------------------------------------------------------
-    def _rotate_one(self, draft: _Draft, alg: str, *, force: bool, if_older_than: timedelta | None) -> None:
+    def _rotate_one(
+        self, draft: KeyDraft, alg: str, *, force: bool, if_older_than: timedelta | None
+    ) -> Skipped | None:
         active = draft.current(alg, "active")
         upcoming = draft.current(alg, "next")
         if active is not None and if_older_than is not None:
             age = draft.now - (active.activated_at or active.created_at)
             if age < if_older_than:
-                draft.skipped.append(
-                    Skipped(
-                        alg,
-                        f"the active key {active.kid} is {describe(age)} old, "
-                        f"younger than {describe(if_older_than)}",
-                    )
+                return Skipped(
+                    alg,
+                    f"the active key {active.kid} is {describe(age)} old, "
+                    f"younger than {describe(if_older_than)}",
                 )
-                return
         if upcoming is None and not force:
             published = self._publish(draft, alg)
-            draft.skipped.append(
-                Skipped(
-                    alg,
-                    f"there was no next key; {published.kid} is published now and can sign "
-                    f"from {self.timings.ready_at(published).isoformat()}: rotate again then",
-                )
+            return Skipped(
+                alg,
+                f"there was no next key; {published.kid} is published now and can sign "
+                f"from {self.timings.ready_at(published).isoformat()}: rotate again then",
             )
-            return
         if upcoming is not None and not force:
             ready_at = self.timings.ready_at(upcoming)
             if draft.now < ready_at:
                 if if_older_than is not None:
-                    draft.skipped.append(
-                        Skipped(alg, f"the next key {upcoming.kid} can sign from {ready_at.isoformat()}")
-                    )
-                    return
+                    return Skipped(alg, f"the next key {upcoming.kid} can sign from {ready_at.isoformat()}")
                 raise NextKeyTooYoung(upcoming, ready_at, self.timings.lead)
         self._promote(draft, alg, forced_by="--force" if force else "")
+        return None
 
-    def _promote(self, draft: _Draft, alg: str, *, forced_by: str) -> None:
+    def _promote(self, draft: KeyDraft, alg: str, *, forced_by: str) -> None:
         """Make the next key (or, when there is none, a new one) active; retire the active key."""
         upcoming = draft.current(alg, "next") or self._publish(draft, alg, announce=False)
         active = draft.current(alg, "active")
@@ -324,45 +266,38 @@ class KeyRotation:
             details["forced_by"] = forced_by
         draft.event("key.rotated", upcoming, **details)
 
-    def _publish(self, draft: _Draft, alg: str, *, announce: bool = True) -> KeyRecord:
-        record = generate_key(self.keys_dir, alg, state="next", clock=self.clock, passphrase=self.passphrase)
-        draft.add(record)
+    def _publish(self, draft: KeyDraft, alg: str, *, announce: bool = True) -> KeyRecord:
+        record = draft.generate(alg)
         if announce:
             draft.event("key.published", record, can_sign_from=self.timings.ready_at(record).isoformat())
         return record
 
     @staticmethod
-    def _algorithms_in(draft: _Draft) -> list[str]:
+    def _algorithms_in(draft: KeyDraft) -> list[str]:
         present = {r.alg for r in draft.records if r.state in ("active", "next")} | {"RS256"}
         return [alg for alg in SUPPORTED_ALGORITHMS if alg in present]
 
-    def _change(self, change: Callable[[_Draft], None]) -> KeyChanges:
-        """Apply ``change`` to the manifest on disk under the lock; write it only if all went well."""
-        with key_set_lock(self.keys_dir):
-            draft = _Draft(self.keys_dir, read_manifest(self.keys_dir), now=self.clock.now())
-            try:
-                change(draft)
-                check_states(self.keys_dir / MANIFEST, draft.records)
-                if draft.changed:
-                    if self.record is not None:
-                        self.record(tuple(draft.events))
-                    write_manifest(self.keys_dir, draft.records)
-            except BaseException:
-                for path in draft.new_files:
-                    path.unlink(missing_ok=True)
-                raise
-            # Only once no manifest names them: a process reading the old one retries (load_key_set).
-            for path in draft.doomed_files:
-                path.unlink(missing_ok=True)
+    def _change(self, change: Callable[[KeyDraft, list[Skipped]], None]) -> KeyChanges:
+        """Apply ``change`` to the set as the store has it now, under its lock; write it if all went well."""
+        skipped: list[Skipped] = []
+        draft = self.store.change(lambda d: change(d, skipped), clock=self.clock, record=self.record)
         kept = tuple(
             (r, self.timings.leaves_at(r)) for r in draft.records if r.state in ("retired", "revoked")
         )
-        return KeyChanges(tuple(draft.events), tuple(draft.skipped), kept)
+        return KeyChanges(tuple(draft.events), tuple(skipped), kept)
 
 
-def audited(session: DbSession, clock: Clock) -> Callable[[tuple[KeyEvent, ...]], None]:
+def _find(draft: KeyDraft, kid: str) -> KeyRecord:
+    record = draft.find(kid)
+    if record is None:
+        raise UnknownKey(kid)
+    return record
+
+
+def audited(session: DbSession, clock: Clock) -> Recorder:
     """A ``KeyRotation.record`` that writes each event to the audit log (flushed, not committed):
-    a database that cannot take the rows stops the change before the manifest is written."""
+    a database that cannot take the rows stops the change before it is written. With the
+    database store the change is made in this same session, so both commit together."""
 
     def record(events: tuple[KeyEvent, ...]) -> None:
         for event in events:

@@ -121,27 +121,41 @@ def ensure_key_set(
         write_manifest(keys_dir, records)
 
 
-def generate_key(keys_dir: Path, alg: str, *, state: str, clock: Clock, passphrase: str | None) -> KeyRecord:
-    """Create a private key file for ``alg`` and return its manifest record."""
+def new_signing_key(alg: str, *, now: datetime) -> tuple[KeyRecord, SigningKey]:
+    """Make a private key for ``alg`` and its ``next`` record (kept nowhere yet)."""
     if alg not in SUPPORTED_ALGORITHMS:
         raise KeySetError(f"unsupported algorithm {alg!r}; use one of {', '.join(SUPPORTED_ALGORITHMS)}")
-    created = clock.now()
-    kid = f"{alg.lower()}-{created:%Y%m%d}-{secrets.token_hex(4)}"
+    kid = f"{alg.lower()}-{now:%Y%m%d}-{secrets.token_hex(4)}"
     params = cast(KeyParameters, {"kid": kid, "alg": alg, "use": "sig"})
     key: SigningKey
     if alg == "RS256":
         key = RSAKey.generate_key(2048, parameters=params, private=True)
     else:
         key = ECKey.generate_key("P-256", parameters=params, private=True)
-    pem = key.as_pem(private=True, password=passphrase)
-    filename = f"{kid}.pem"
+    return KeyRecord(kid, alg, "next", now, f"{kid}.pem"), key
+
+
+def import_private_key(record: KeyRecord, pem: bytes, passphrase: str | None = None) -> SigningKey:
+    """Read ``record``'s private key from ``pem``, named by its kid and algorithm."""
+    params = cast(KeyParameters, {"kid": record.kid, "alg": record.alg, "use": "sig"})
+    key_cls: type[RSAKey] | type[ECKey] = RSAKey if record.alg == "RS256" else ECKey
+    return key_cls.import_key(pem, parameters=params, password=passphrase)
+
+
+def write_key_file(keys_dir: Path, filename: str, key: SigningKey, passphrase: str | None) -> None:
+    """Write a new private key file, mode 0600, refusing to overwrite one."""
     fd = os.open(keys_dir / filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+        handle.write(key.as_pem(private=True, password=passphrase))
         handle.flush()
         os.fsync(handle.fileno())
-    record = KeyRecord(kid, alg, "next", created, filename)
-    return record.moved_to(state, created) if state != "next" else record
+
+
+def generate_key(keys_dir: Path, alg: str, *, state: str, clock: Clock, passphrase: str | None) -> KeyRecord:
+    """Create a private key file for ``alg`` and return its manifest record."""
+    record, key = new_signing_key(alg, now=clock.now())
+    write_key_file(keys_dir, record.file, key, passphrase)
+    return record.moved_to(state, record.created_at) if state != "next" else record
 
 
 def write_manifest(keys_dir: Path, records: Iterable[KeyRecord]) -> None:
@@ -185,11 +199,9 @@ def read_private_keys(
     for record in records:
         if record.state not in PUBLISHED_STATES:
             continue  # a revoked key's file is deleted; it is never loaded again
-        params = cast(KeyParameters, {"kid": record.kid, "alg": record.alg, "use": "sig"})
         try:
             pem = (keys_dir / record.file).read_bytes()
-            key_cls: type[RSAKey] | type[ECKey] = RSAKey if record.alg == "RS256" else ECKey
-            private[record.kid] = key_cls.import_key(pem, parameters=params, password=passphrase)
+            private[record.kid] = import_private_key(record, pem, passphrase)
         except FileNotFoundError:
             raise KeySetError(f"{keys_dir / MANIFEST} names {record.file}, which is missing") from None
         except (JoseError, ValueError, TypeError) as error:
@@ -221,7 +233,7 @@ def _parse_time(name: str, value: Any) -> datetime | None:
     return moment
 
 
-def check_states(manifest_path: Path, records: Iterable[KeyRecord]) -> None:
+def check_states(manifest_path: Path | str, records: Iterable[KeyRecord]) -> None:
     """At most one active and one next key per algorithm, and always an active RS256 key.
 
     OIDC Core 15.1 requires RS256; two active keys would make the signing key ambiguous.

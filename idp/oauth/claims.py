@@ -23,6 +23,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
         "locale",
         "account_type",
         "last_login_at",
+        "last_login_device",
     ),
     "email": ("email", "email_verified"),
     "students": ("student_ids", "students", "primary_student_id"),
@@ -90,6 +91,9 @@ class ClaimsBuilder:
             values["locale"] = account.locale
         if account.last_login_at is not None:
             values["last_login_at"] = int(account.last_login_at.timestamp())
+        if account.last_login_device:
+            # Browser and system only ("Firefox (Windows)"): a family's security aid, never an address.
+            values["last_login_device"] = account.last_login_device
         if wanted & STUDENT_CLAIMS:
             values.update(_student_claims(account, self.guardianship.linked_student_records(account.id)))
         return values

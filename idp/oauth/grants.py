@@ -70,6 +70,13 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         services: Services = self.server.services
         return services
 
+    def validate_authorization_request(self) -> str:
+        # Authlib's create_authorization_response validates again the request that get_consent_grant
+        # validated on this same grant (a second client look-up and nonce replay check): once will do.
+        if self.redirect_uri is not None:
+            return str(self.redirect_uri)
+        return str(super().validate_authorization_request())
+
     def generate_authorization_code(self) -> str:
         return self.services.codes().new_code()
 

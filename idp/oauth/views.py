@@ -43,6 +43,7 @@ from idp.oauth.scopes import scope_list
 from idp.web import prefer_locales
 from idp.web.access_log import note_request
 from idp.web.context import current_op_session, oauth_server, services
+from idp.web.errors import authorization_error_message
 
 bp = Blueprint("oauth", __name__)
 
@@ -154,7 +155,12 @@ def _authorize(
         signed_in=SignedIn(op_session.account_id, op_session.auth_time) if op_session else None,
         waiting_since=pending.created_at if pending else None,
         first_party=client.is_first_party,
-        consented=(built.consents().granted(op_session.account_id, client.client_id) if op_session else None),
+        # decide issues a first-party client's code before it looks at consent: no need to read it.
+        consented=(
+            built.consents().granted(op_session.account_id, client.client_id)
+            if op_session and not client.is_first_party
+            else None
+        ),
         consent_given=consent_given,
         now=built.clock.now(),
     )
@@ -218,7 +224,8 @@ def _authorization_error(error: OAuth2Error) -> Response:
     services().session.rollback()
     # RFC 6749 4.1.2.1: never redirect to an unverified redirect URI or for an unknown client.
     if not error.redirect_uri:
-        return error_page(error.get_error_description() or error.error, error=error.error)
+        # A person reads this page: a sentence in their language, not Authlib's English description.
+        return error_page(authorization_error_message(error.error), error=error.error)
     server = oauth_server()
     response: Response = server.handle_error_response(None, error)
     # RFC 9207: an error sent back to the client names the issuer too (Authlib's extension adds it

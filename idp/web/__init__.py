@@ -41,9 +41,9 @@ def init_web(app: Flask, built: Services) -> None:
         # Strict mode refuses a post without a Referer, which no-referrer pages never send; a
         # Referer naming another site is still refused (RefererCheckedCSRF).
         WTF_CSRF_SSL_STRICT=False,
-        # WTForms' own messages are never shown (the pages word every problem themselves), so
-        # Flask-WTF need not load WTForms' catalogue for each request.
-        WTF_I18N_ENABLED=False,
+        # The console shows WTForms' own messages ("Not a valid integer value."): they come from
+        # WTForms' catalogue in the page's language, loaded only when a message is shown.
+        WTF_I18N_ENABLED=True,
         BABEL_DEFAULT_LOCALE=settings.languages[0],
         # Dates and times on the pages: in the district's time zone, in the reader's language.
         BABEL_DEFAULT_TIMEZONE=settings.timezone,

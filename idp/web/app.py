@@ -9,7 +9,7 @@ from flask import Flask
 
 from idp.clock import Clock
 from idp.config import Settings, resolve_database_url, resolve_secret_key
-from idp.db import import_models, migrations_directory
+from idp.db import engine_options, import_models, migrations_directory
 from idp.extensions import db, migrate
 from idp.oauth.scopes import SUPPORTED_SCOPES
 from idp.oauth.server import OAuthServer
@@ -23,9 +23,7 @@ def configure(app: Flask, settings: Settings) -> None:
     app.config.update(
         SECRET_KEY=resolve_secret_key(settings, instance),
         SQLALCHEMY_DATABASE_URI=database_url,
-        # A pooled connection the server closed (a restart, an idle timeout) is replaced before
-        # use; a SQLite file has no server to close it.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not database_url.startswith("sqlite")},
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # documents keep their order (issuer first)
     # Authlib logs each token it issues at DEBUG ("Issue token %r"): never that, whatever the root level.

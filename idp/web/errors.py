@@ -18,13 +18,14 @@ from flask import (
     render_template,
     request,
 )
-from flask_babel import gettext as _
+from flask_babel import LazyString, force_locale
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException, InternalServerError, TooManyRequests
+from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from idp.accounts.hashing import HashingBusy
 from idp.extensions import db
@@ -124,9 +125,42 @@ def _wants_json() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
+# What a person reads on the error page of an authorization request that cannot go back to its
+# portal. Authlib's descriptions are English sentences for developers; a client that gets the
+# error at its redirect URI or from /token still reads them, in English (RFC 6749 4.1.2.1, 5.2).
+AUTHORIZATION_ERRORS = {
+    "invalid_client": _l(
+        "This sign-in request does not name a portal known to the district. Go back to the portal "
+        "and try again, or tell the school."
+    ),
+    # Without a valid redirect URI there is no page to go back to: the only invalid_request shown here.
+    "invalid_request": _l(
+        "This sign-in request does not say where to return, or names an address its portal has not "
+        "registered. Go back to the portal and try again, or tell the school."
+    ),
+    "unsupported_response_type": _l(
+        "This sign-in request asks for an answer the district's sign-in service does not give. "
+        "Tell the school."
+    ),
+    "unauthorized_client": _l("This portal may not sign people in this way. Tell the school."),
+    "invalid_scope": _l("The portal asked for information it may not receive. Tell the school."),
+    "access_denied": _l("The sign-in was not allowed."),
+}
+
+
+def authorization_error_message(code: str) -> str:
+    """Return the sentence a person reads for the authorization error ``code``, in their language."""
+    found = AUTHORIZATION_ERRORS.get(code)
+    if found is None:
+        found = _l(
+            "The portal sent a sign-in request that cannot be used. Go back to the portal and try again."
+        )
+    return str(found)
+
+
 def _csrf_error(error: CSRFError) -> Response:
     db.session.rollback()
-    message = _(
+    message = _l(
         "This form has expired or did not come from this site. Go back, reload the page and try again."
     )
     return _render(400, "invalid_request", message)
@@ -135,14 +169,21 @@ def _csrf_error(error: CSRFError) -> Response:
 def _http_error(error: HTTPException) -> Response:
     db.session.rollback()
     status = error.code or 500
+    # Werkzeug's descriptions are English: every page says its own, translated.
     messages = {
-        400: _("The request could not be understood."),
-        404: _("This page does not exist."),
-        405: _("This page does not accept that kind of request."),
-        413: _("The request is too large."),
-        429: _("Too many requests. Wait a moment and try again."),
+        400: _l("The request could not be understood."),
+        401: _l("Sign in to see this page."),
+        403: _l("You may not see this page."),
+        404: _l("This page does not exist."),
+        405: _l("This page does not accept that kind of request."),
+        410: _l("This page is no longer available."),
+        413: _l("The request is too large."),
+        414: _l("The address of this page is too long."),
+        429: _l("Too many requests. Wait a moment and try again."),
+        431: _l("The request is too large."),
     }
-    message = messages.get(status, error.description or _("Something went wrong."))
+    fallback = _l("The request could not be understood.") if status < 500 else _l("Something went wrong.")
+    message = messages.get(status, fallback)
     response = _render(status, "invalid_request" if status < 500 else "server_error", message)
     for header in ("Retry-After", "Allow"):
         original = error.get_response().headers.get(header)
@@ -158,7 +199,7 @@ def _http_error(error: HTTPException) -> Response:
 def _hashing_busy(error: HashingBusy) -> Response:
     # Every argon2 slot of this process is taken (IDP_ARGON2_MAX_CONCURRENT): a quick 503, no queue.
     db.session.rollback()
-    response = _render(503, "temporarily_unavailable", _("The service is busy. Try again in a moment."))
+    response = _render(503, "temporarily_unavailable", _l("The service is busy. Try again in a moment."))
     response.headers["Retry-After"] = str(error.retry_after)
     return response
 
@@ -174,7 +215,7 @@ def _database_unavailable(error: Exception) -> Response:
     # 503 with a time to come back (RFC 9110 15.6.4), never a 500.
     roll_back_after_drop()
     log.warning("database unavailable during %s %s: %s", request.method, request.path, error)
-    response = _render(503, "temporarily_unavailable", _("The service is busy. Try again in a moment."))
+    response = _render(503, "temporarily_unavailable", _l("The service is busy. Try again in a moment."))
     response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
     return response
 
@@ -182,12 +223,14 @@ def _database_unavailable(error: Exception) -> Response:
 def _unexpected_error(error: Exception) -> Response:
     roll_back_after_drop()
     log.exception("unhandled error", exc_info=error)
-    return _render(500, "server_error", InternalServerError.description or "")
+    return _render(500, "server_error", _l("Something went wrong. Try again later."))
 
 
-def _render(status: int, code: str, message: str) -> Response:
+def _render(status: int, code: str, message: LazyString) -> Response:
     if _wants_json():
-        response = jsonify(error=code, error_description=message)
+        # Read by programs, not people: OAuth error descriptions stay in English (RFC 6749 5.2).
+        with force_locale("en"):
+            response = jsonify(error=code, error_description=str(message))
         response.status_code = status
         return response
-    return make_response(render_template("error.html", message=message, error=code), status)
+    return make_response(render_template("error.html", message=str(message), error=code), status)

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.keys.ring import KeyRing, UnknownSigningKey
-from idp.keys.store import KeySetError, read_manifest
+from idp.keys.store import KeySetError
 from idp.services import Services
 from idp.web.context import services
 
@@ -68,12 +68,12 @@ def _database(built: Services) -> str:
 
 
 def _keys(keys: KeyRing) -> str:
-    """Return "ok" when the active keys sign and the key folder's manifest still reads (a process
+    """Return "ok" when the active keys sign and the key store still reads (a process
     that cannot read it would miss a rotation, and could not start again)."""
     try:
         for alg in keys.supported_algorithms() or ["RS256"]:
             keys.sign({"probe": True}, alg=alg)
-        read_manifest(keys.keys_dir)
+        keys.check_store()
     except (UnknownSigningKey, KeySetError, JoseError, OSError, ValueError) as error:
         log.warning("readiness: the signing keys are unusable: %s", error)
         return "unavailable"

@@ -6,36 +6,25 @@ The provider is real gunicorn (tests/e2e/conftest.py); the browser is Debian's C
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Route
 
 from relying_party_demo import create_app
 from relying_party_demo.config import PortalSettings
 from tests.conftest import AuthRequest, redirect_params
 from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, free_port, provider_env, run_idp
 from tests.e2e.portal import register_portal
+from tests.e2e.spanish import english_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
 
 STUDENT = ("LG-7310", "cedro-verde-61", "100377")
 NEW_PASSWORD = "lantern-orchard-velvet-93"
-# Words of English that Spanish does not share: one on a page means a sentence left untranslated.
-ENGLISH = frozenset(
-    re.findall(
-        r"\w+",
-        """the and your you of to is are be or at an it in on with for this that will have not
-        sign password account create student students enter choose email back least one must new
-        first last username help trouble name relationship school verify continue submit""",
-    )
-)
-# Proper names (people, the portal, the district) and the selector's "English".
-PROPER_NAMES = {"Dana", "Okafor", "Lucía", "Gómez", "Lincoln", "Portal", "English"}
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +37,6 @@ def student(district: District) -> str:
         *("--school", "LES", "--access-id", access_id, "--access-password", access_password),
     )
     return sis_id
-
-
-def english_on(page: Page) -> list[str]:
-    words = re.findall(r"[^\W\d_]+", page.inner_text("body"))
-    found = [word for word in words if word not in PROPER_NAMES and word.casefold() in ENGLISH]
-    if found:
-        print(page.inner_text("body"))  # the page, for the report
-    return found
 
 
 def test_a_parent_registers_and_signs_in_in_spanish_without_english(

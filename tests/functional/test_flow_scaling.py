@@ -192,3 +192,17 @@ def test_a_sign_in_sends_seven_statements(client: FlaskClient, dana: Account) ->
     # whether any policy can expire a password; the sign-in recorded (account, audit event); the
     # new session.
     assert sent == ["SELECT", "SELECT", "SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"], sent
+
+
+def test_an_authorization_of_a_signed_in_browser_sends_six_statements(
+    client: FlaskClient, portal: RegisteredTestClient, dana: Account
+) -> None:
+    one_flow(client, portal)  # signs the browser in
+    auth = AuthRequest(portal.client_id)
+    with statements_sent() as sent:
+        response = client.get(auth.url())
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    # The session; the client and the nonce's replay check, once each (Authlib would validate the
+    # request a second time on issuing); no consent for a first-party portal; the audit event, the
+    # code, the session's portal.
+    assert sent == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT", "INSERT"], sent

@@ -95,20 +95,6 @@ def test_the_district_name_is_a_setting() -> None:
     assert PortalSettings.from_env({**env, "RP_DISTRICT_NAME": ""}).district_name == "School District"
 
 
-def test_the_previous_sign_in_is_in_the_districts_time_zone() -> None:
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
-
-    from relying_party_demo.views import previous_sign_in
-
-    moment = int(datetime(2026, 3, 2, 14, 5, tzinfo=UTC).timestamp())
-    assert (
-        previous_sign_in(moment, ZoneInfo("America/Chicago"))
-        == "Previous sign-in: Monday, March 2, 2026 at 08:05 CST"
-    )
-    assert previous_sign_in(moment) == "Previous sign-in: Monday, March 2, 2026 at 14:05 UTC"
-
-
 def test_an_unknown_time_zone_is_refused_at_start() -> None:
     import pytest
 

@@ -72,7 +72,7 @@ def test_hovering_the_name_tells_the_previous_sign_in(portal: FlaskClient, sign_
     previous = datetime(2026, 3, 2, 14, 5, tzinfo=UTC)
     sign_in_as(dana_claims(last_login_at=int(previous.timestamp())))
     html = portal.get("/").get_data(as_text=True)
-    assert 'title="Previous sign-in: Monday, March 2, 2026 at 14:05 UTC"' in html
+    assert 'title="Previous sign-in: Monday, March 2, 2026, 2:05\u202fPM UTC"' in html
 
 
 def test_tabs_are_the_students_first_names_in_alphabetical_order(

@@ -237,7 +237,7 @@ def test_incr_counts_a_fixed_window_under_the_prefix(
     assert [storage.incr("k", 60) for _ in range(3)] == [1, 2, 3]
     assert storage.incr("k", 60, amount=2) == 5
     assert storage.get("k") == 5
-    assert counters.window("p:k") == Window(5, MINUTE)
+    assert counters.window("p:{limit:k}") == Window(5, MINUTE)
     assert counters.window("k").count == 0
     assert storage.get("other") == 0
     clock.advance(timedelta(seconds=60))
@@ -265,7 +265,7 @@ def test_clear_forgets_one_key_and_reset_wipes_nothing(
     storage.incr("b", 60)
     storage.clear("a")
     assert (storage.get("a"), storage.get("b")) == (0, 1)
-    assert counters.window("p:a").count == 0
+    assert counters.window("p:{limit:a}").count == 0
     assert storage.reset() is None
     assert storage.get("b") == 1
     assert storage.check() is True

@@ -13,8 +13,8 @@ from joserfc.errors import InvalidKeyIdError
 
 from idp.clock import FrozenClock, SystemClock
 from idp.config import Settings
+from idp.keys import files as files_module
 from idp.keys import ring, store
-from idp.keys import rotation as rotation_module
 from idp.keys.durations import InvalidDuration, describe, parse_duration
 from idp.keys.ring import KeyRing
 from idp.keys.rotation import (
@@ -421,7 +421,7 @@ def test_failed_manifest_write_leaves_the_set_and_no_new_key_file(keys, keys_dir
     def full_disk(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rotation_module, "write_manifest", full_disk)
+    monkeypatch.setattr(files_module, "write_manifest", full_disk)
     with pytest.raises(OSError, match="No space"):
         keys.rotate(["RS256"])
 

@@ -16,6 +16,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import RSAKey
 
 from idp.clock import FrozenClock, SystemClock
+from idp.keys import files as files_module
 from idp.keys import ring as ring_module
 from idp.keys.ring import KeyRing, load_key_set
 from idp.keys.rotation import KeyRotation, KeyTimings
@@ -336,7 +337,7 @@ def test_key_file_pruned_while_the_manifest_is_read_is_read_again(tmp_path, cloc
     KeyRing(tmp_path, clock=clock)
     rotate_rs256_in_child(str(tmp_path))  # leaves a retired RS256 key
     retired = next(r for r in load_key_set(tmp_path, None).records if r.state == "retired")
-    original = ring_module.read_manifest
+    original = files_module.read_manifest
     calls = []
 
     def read_then_prune(keys_dir: Path) -> tuple[KeyRecord, ...]:
@@ -347,7 +348,7 @@ def test_key_file_pruned_while_the_manifest_is_read_is_read_again(tmp_path, cloc
         calls.append(keys_dir)
         return records
 
-    monkeypatch.setattr(ring_module, "read_manifest", read_then_prune)
+    monkeypatch.setattr(files_module, "read_manifest", read_then_prune)
 
     loaded = load_key_set(tmp_path, None)
 

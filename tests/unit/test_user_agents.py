@@ -68,3 +68,16 @@ def test_the_browser_and_system_are_named_without_versions(
 )
 def test_the_network_is_shown_not_the_address(address: str | None, network: str | None) -> None:
     assert network_of(address) == network
+
+
+@pytest.mark.parametrize(
+    ("name", "summary"),
+    [
+        (DeviceName("Firefox", "Windows"), "Firefox (Windows)"),
+        (DeviceName("Samsung Internet", None), "Samsung Internet"),
+        (DeviceName(None, "iOS"), "iOS"),
+        (DeviceName(None, None), None),
+    ],
+)
+def test_the_summary_names_what_is_known_in_no_language(name: DeviceName, summary: str | None) -> None:
+    assert name.summary == summary
