@@ -383,6 +383,17 @@ def test_empty_fields_get_a_message(client: FlaskClient):
     assert "Enter your username and the email address" in response.get_data(as_text=True)
 
 
+def test_a_refused_form_keeps_what_was_typed_and_ties_the_message_to_its_fields(client: FlaskClient):
+    response = ask_for_reset(client, "dana.rivera", "")
+    page = response.get_data(as_text=True)
+
+    assert response.status_code == 400
+    assert 'value="dana.rivera"' in page
+    username_field = next(line for line in page.splitlines() if 'id="fp-username"' in line)
+    assert 'aria-invalid="true"' in username_field and 'aria-describedby="trouble-error"' in username_field
+    assert 'id="trouble-error"' in page
+
+
 # --- who gets mail ------------------------------------------------------------------------
 def test_nobody_is_written_to_when_username_and_email_do_not_belong_together(
     client: FlaskClient, make_parent, inbox: Inbox, mail_worker

@@ -34,9 +34,25 @@ def trouble() -> Response:
     return render_trouble(tab if tab in TABS else "password", request.args.get("request", ""))
 
 
-def render_trouble(tab: str, request_id: str, *, error: str | None = None, status: int = 200) -> Response:
-    password_form = ForgotPasswordForm(formdata=None, request_id=request_id)
-    username_form = ForgotUsernameForm(formdata=None, request_id=request_id)
+def render_trouble(
+    tab: str,
+    request_id: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    submitted: ForgotPasswordForm | ForgotUsernameForm | None = None,
+) -> Response:
+    # A refused form comes back with what was typed in it; the other tab's form starts empty.
+    password_form = (
+        submitted
+        if isinstance(submitted, ForgotPasswordForm)
+        else ForgotPasswordForm(formdata=None, request_id=request_id)
+    )
+    username_form = (
+        submitted
+        if isinstance(submitted, ForgotUsernameForm)
+        else ForgotUsernameForm(formdata=None, request_id=request_id)
+    )
     body = render_template(
         "trouble.html",
         tab=tab,
@@ -62,6 +78,7 @@ def forgot_password() -> Response:
             form.request_id.data or "",
             error=_("Enter your username and the email address of your account."),
             status=400,
+            submitted=form,
         )
     # The same work whoever asks: one row, looked at later by the worker (idp.accounts.recovery).
     services().recovery().ask_for_password_reset(
@@ -90,6 +107,7 @@ def forgot_username() -> Response:
             form.request_id.data or "",
             error=_("Enter the email address of your account."),
             status=400,
+            submitted=form,
         )
     services().recovery().ask_for_usernames(form.email.data, ip_address=client_ip())
     message = _("If the email address belongs to any accounts, we have sent their usernames to it.")
