@@ -65,6 +65,7 @@ from bench.harness import (
     free_port,
     gunicorn,
     load_average,
+    stop,
 )
 from idp.accounts.skeleton import confusable_skeleton
 from idp.accounts.usernames import username_key
@@ -331,12 +332,7 @@ def caddy(
         wait_for_https(f"https://localhost:{https_port}{ready_path}", process, log_path)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 def wait_for_https(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from joserfc.jwk import RSAKey
 
-from bench.harness import database, free_port
+from bench.harness import database, free_port, stop
 
 VENV = Path(
     os.environ.get("IDP_BENCH_CANAILLE_VENV", Path(tempfile.gettempdir()) / "idp-bench-canaille-venv")
@@ -132,12 +132,7 @@ def canaille_gunicorn(
         wait_answering(f"http://127.0.0.1:{port}/.well-known/openid-configuration", host, process, log_path)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 @contextmanager

@@ -71,17 +71,7 @@ RECORD_COLUMNS = (
 ORDER = (SigningKeyRow.created_at, SigningKeyRow.kid)
 RECORDS = select(*RECORD_COLUMNS).order_by(*ORDER)
 ANY_KEY = select(SigningKeyRow.kid).limit(1)
-KEYS = select(
-    SigningKeyRow.kid,
-    SigningKeyRow.alg,
-    SigningKeyRow.state,
-    SigningKeyRow.created_at,
-    SigningKeyRow.activated_at,
-    SigningKeyRow.retired_at,
-    SigningKeyRow.revoked_at,
-    SigningKeyRow.nonce,
-    SigningKeyRow.private_key,
-).order_by(*ORDER)
+KEYS = select(*RECORD_COLUMNS, SigningKeyRow.nonce, SigningKeyRow.private_key).order_by(*ORDER)
 
 Stamp = tuple[bytes, int] | None
 NO_KEY_SET = (

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp.clock import Clock
 from idp.config import Settings, resolve_database_url, resolve_secret_key
@@ -15,6 +16,8 @@ from idp.oauth.scopes import SUPPORTED_SCOPES
 from idp.oauth.server import OAuthServer
 from idp.services import Services
 from idp.web.context import OAUTH_SERVER_KEY, SERVICES_KEY
+
+log = logging.getLogger(__name__)
 
 
 def configure(app: Flask, settings: Settings) -> None:
@@ -34,6 +37,29 @@ def init_db(app: Flask) -> None:
     import_models()  # the metadata (and Alembic) sees every table
     db.init_app(app)
     migrate.init_app(app, db, directory=str(migrations_directory()))
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them in reverse).
+    app.teardown_appcontext(_end_the_session)
+
+
+def _end_the_session(_error: BaseException | None) -> None:
+    """End the request's session; a connection that cannot even roll back is thrown away.
+
+    A connection the server or the pooler ended mid-request can fail its closing ROLLBACK (psycopg:
+    "received 2 results from command 'ROLLBACK'" through PgBouncer). The response is made by then:
+    answering 500 for it would report a failure that did not happen, and the connection, with its
+    transaction never ended, must not go back to the pool (on SQLite it would keep the write lock).
+    """
+    session = db.session()
+    # A session is in a transaction only once a statement has taken a connection for it.
+    connection = session.connection() if session.in_transaction() else None
+    try:
+        db.session.remove()
+    except SQLAlchemyError as error:
+        log.warning("the request's database connection could not be closed cleanly: %s", error)
+        db.session.registry.clear()
+        if connection is not None:
+            connection.invalidate()
+            connection.close()
 
 
 def init_services(app: Flask, settings: Settings, *, clock: Clock) -> Services:

@@ -8,6 +8,7 @@ with ``pg_terminate_backend``, as a restart or a failover of the server would.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
+from sqlalchemy.exc import InternalError
 
 from idp.accounts.hashing import BoundedPasswordHasher
 from idp.accounts.models import Account
@@ -68,6 +70,37 @@ def test_a_read_whose_connection_drops_is_run_once_more(
     assert drops.dropped == ["SELECT"]
     assert response.status_code == 303
     assert "request" in redirect_params(response.headers["Location"])
+
+
+def test_a_connection_that_cannot_roll_back_after_the_response_is_thrown_away_not_answered_500(
+    client: FlaskClient, portal: RegisteredTestClient
+) -> None:
+    # Through PgBouncer, a connection ended mid-request can fail even the session's closing
+    # ROLLBACK ("received 2 results from command 'ROLLBACK'"), after the response is made.
+    failed: list[object] = []
+
+    def fail_once(connection: Any) -> None:
+        if not failed:
+            failed.append(connection)
+            raise InternalError("ROLLBACK", None, Exception("received 2 results from command 'ROLLBACK'"))
+
+    def get(url: str) -> Any:
+        # In a thread of its own, outside the test's app context, a request pushes its own and
+        # tears it down, as under gunicorn.
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(client.get, url).result()
+
+    db.session.commit()  # the portal, and SQLite's one write lock, free for the requests' threads
+    signin_page = get(AuthRequest(portal.client_id).url()).headers["Location"]
+    event.listen(db.engine, "rollback", fail_once)
+    try:
+        response = get(signin_page)
+    finally:
+        event.remove(db.engine, "rollback", fail_once)
+
+    assert failed, "the request's session rolled back nothing: the test would prove nothing"
+    assert response.status_code == 200
+    assert get(signin_page).status_code == 200
 
 
 def test_a_read_whose_connection_drops_twice_answers_503_with_retry_after(

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
 
-from idp import create_app
 from idp.extensions import db
-from tests.conftest import empty_database, settings_for_tests
-
-MIGRATIONS_DB = f"idp_test_migration_0018_{os.getpid()}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_app(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Iterator[Flask]:
-    with empty_database(request.param, tmp_path, MIGRATIONS_DB) as url:
-        app = create_app(settings_for_tests(url, keys_dir))
-        with app.app_context():
-            yield app
-            db.session.remove()
-            db.engine.dispose()
 
 
 def account_columns() -> set[str]:

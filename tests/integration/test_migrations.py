@@ -3,35 +3,17 @@ the models and the migrated schema agree."""
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask_migrate import check, downgrade, upgrade
 from sqlalchemy import text
 
-from idp import create_app
 from idp.accounts.models import AccountType
 from idp.extensions import db
 from idp.web.context import services
-from tests.conftest import empty_database, settings_for_tests
-
-MIGRATIONS_DB = f"idp_test_migrations_{os.getpid()}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_app(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Iterator[Flask]:
-    """An app on an empty database that no other test shares."""
-    with empty_database(request.param, tmp_path, MIGRATIONS_DB) as url:
-        app = create_app(settings_for_tests(url, keys_dir))
-        with app.app_context():
-            yield app
-            db.session.remove()
-            db.engine.dispose()
 
 
 def add_mail(state: str, *, sent_at: datetime | None, attempts: int) -> None:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import text
 
-from idp import create_app
 from idp.extensions import db
-from tests.conftest import empty_database, settings_for_tests
-
-MIGRATIONS_DB = f"idp_test_schools_migration_{os.getpid()}"
 
 NOW = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_app(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Iterator[Flask]:
-    """An app on an empty database of its own, to migrate step by step."""
-    with empty_database(request.param, tmp_path, MIGRATIONS_DB) as url:
-        app = create_app(settings_for_tests(url, keys_dir))
-        with app.app_context():
-            yield app
-            db.session.remove()
-            db.engine.dispose()
 
 
 def add_family() -> None:
