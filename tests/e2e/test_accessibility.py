@@ -349,7 +349,8 @@ def test_signed_out_pages_pass_axe_at_both_widths(
     page.fill("#username", username)
     page.fill("#new_password", "short")
     page.fill("#confirm_password", "different")
-    page.click("main button[type=submit]")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
     audit.check(page, "recover password, with errors")
 
     # A locked username: the threshold's worth of failures (10), then the message.
@@ -369,7 +370,8 @@ def test_signed_out_pages_pass_axe_at_both_widths(
 
     # Registration after a failed submit: the error summary.
     page.goto(f"{base}/register")
-    page.click("button[type=submit]:has-text('Create Account')")
+    with page.expect_navigation():
+        page.click("button[type=submit]:has-text('Create Account')")
     audit.check(page, "register, with errors")
     audit.assert_clean()
 
@@ -409,7 +411,8 @@ def test_parent_pages_pass_axe_at_both_widths(
         ("account: remove a student", "#remove-1"),
     ):
         page.goto(f"{base}/account/students")
-        page.click(link)
+        with page.expect_navigation():
+            page.click(link)
         audit.check(page, name)
 
     # Failed submits show their errors.
@@ -417,15 +420,18 @@ def test_parent_pages_pass_axe_at_both_widths(
     page.fill("#current_password", "not-the-password")
     page.fill("#new_password", "short")
     page.fill("#confirm_password", "different")
-    page.click("#profile-password button[type=submit]")
+    with page.expect_navigation():
+        page.click("#profile-password button[type=submit]")
     audit.check(page, "account: password, with errors")
     focus_lands_on(page, "error-summary")
     page.goto(f"{base}/account?edit=name")
     page.fill("#first_name", "")
+    # The browser's own check of the required field answers here: no request is sent.
     page.click("#profile-name button[type=submit]")
     audit.check(page, "account: name, with errors")
     page.goto(f"{base}/account/students")
-    page.click("form[action$='/account/students'] button[type=submit]")
+    with page.expect_navigation():
+        page.click("form[action$='/account/students'] button[type=submit]")
     audit.check(page, "account: add a student, with errors")
 
     # Consent for a third-party portal.
@@ -445,7 +451,8 @@ def test_parent_pages_pass_axe_at_both_widths(
         forced.fill("#current_password", PASSWORD)
         forced.fill("#new_password", "short")
         forced.fill("#confirm_password", "different")
-        forced.click("main button[type=submit]")
+        with forced.expect_navigation():
+            forced.click("main button[type=submit]")
         focus_lands_on(forced, "error-summary")
         audit.check(forced, "change password, with errors")
     finally:
@@ -513,13 +520,15 @@ def test_console_pages_pass_axe_at_both_widths(
     audit.check(page, "console: enrol an authenticator")
     key = page.inner_text("#totp-key").strip()
     page.fill("#code", pyotp.TOTP(key).now())
-    page.click("main button[type=submit]")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
     page.wait_for_load_state()
     audit.check(page, "console: backup codes")
 
     page.goto(f"{base}/admin/accounts?q={cast.parent}")
     audit.check(page, "console: search")
-    page.locator("#accounts tbody tr th a").first.click()
+    with page.expect_navigation():
+        page.locator("#accounts tbody tr th a").first.click()
     page.wait_for_load_state()
     audit.check(page, "console: an account")
     page.goto(page.url.rstrip("/") + "/delete")
@@ -540,12 +549,14 @@ def test_console_pages_pass_axe_at_both_widths(
     assert policy is not None
     first_policy = page.locator("main a[href*='/admin/policies/']").first
     if first_policy.count():
-        first_policy.click()
+        with page.expect_navigation():
+            first_policy.click()
         page.wait_for_load_state()
         audit.check(page, "console: a school's policy")
 
     # Signing in again asks for the code.
-    page.click("header button[type=submit]")
+    with page.expect_navigation():
+        page.click("header button[type=submit]")
     page.goto(f"{base}/admin/signin")
     page.fill("#username", cast.staff)
     page.fill("#password", STAFF_PASSWORD)

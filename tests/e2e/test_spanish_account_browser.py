@@ -145,7 +145,7 @@ def sign_in(page: Page, site: SpanishSite, username: str) -> None:
 
 
 def submit(page: Page, selector: str) -> None:
-    """Click ``selector`` and wait for the page the form answers with."""
+    """Click ``selector`` (a form's button, or a link) and wait for the page it leads to."""
     with page.expect_navigation():
         page.click(selector)
 
@@ -155,6 +155,7 @@ def shows(page: Page, text: str) -> bool:
 
 
 def no_english(page: Page) -> None:
+    page.wait_for_load_state("load")  # never read a document that a navigation is replacing
     assert page.evaluate("document.documentElement.lang") == "es"
     assert english_on(page) == []
 
@@ -325,14 +326,14 @@ def test_account_preferences_are_spanish_through_profile_password_students_devic
     no_english(page)
 
     # Profile: a new last name.
-    page.click("#profile-name a")
+    submit(page, "#profile-name a")
     page.fill("#last_name", "Navarro Ruiz")
     submit(page, "#profile-name button[type=submit]")
     assert "Inés Navarro Ruiz" in page.inner_text("#profile-name")
     no_english(page)
 
     # Password: the current one again is refused, in Spanish; a wrong current one too.
-    page.click("#profile-password a")
+    submit(page, "#profile-password a")
     no_english(page)
     page.fill("#current_password", PASSWORD)
     page.fill("#new_password", PASSWORD)
