@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import District, ProviderPool, provider_env, run_idp
 from tests.smtp import Inbox, smtp_server, text_of
@@ -123,9 +123,10 @@ def test_district_admin_emulates_unlinks_and_deletes(
         # Find the parent by a student ID number.
         page.goto(f"{base}/admin/accounts")
         page.fill("#q", sis_id)
-        page.click("button[type=submit]:has-text('Refresh')")
+        with page.expect_navigation():
+            page.click("button[type=submit]:has-text('Refresh')")
         rows = page.locator("#accounts tbody tr")
-        assert rows.count() == 1
+        expect(rows).to_have_count(1)
         assert parent_email in rows.first.inner_text()
         rows.first.locator("th a").click()
         account_url = page.url
