@@ -2,8 +2,8 @@
 
 Each test runs once on SQLite (a temporary file) and once on PostgreSQL (``idp_e2e_<pid>``,
 created empty and dropped afterwards; ``IDP_TEST_POSTGRES_E2E_DB`` names another).
-Per backend, the operator's commands run once in subprocesses (``idp db upgrade``,
-``students create``, ``accounts create``, ``clients create``), and one provider with two
+Per backend, the operator's commands run once (``idp db upgrade``, ``students create``,
+``accounts create``, ``clients create``; in this process, see ``run_idp``), and one provider with two
 workers serves the tests that need no special process layout; tests that need their own
 processes start them with ``start_providers``.
 """
@@ -17,9 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,6 +28,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, sync_playwright
 
+from idp import create_app
+from idp.config import Settings
+from idp.extensions import db
 from tests.conftest import (
     PASSWORD,
     REDIRECT_URI,
@@ -96,19 +99,28 @@ def provider_env(database_url: str, keys_dir: Path, *, issuer: str, **extra: str
     return env
 
 
+# One command at a time: the test runner swaps sys.stdout for the whole process, and building an
+# app compiles Werkzeug's routes through ``ast``, which CPython 3.11 does not allow in two threads
+# at once ("AST constructor recursion depth mismatch").
+_ONE_COMMAND = threading.Lock()
+
+
 def run_idp(env: dict[str, str], *args: str) -> str:
-    """Run one ``idp`` command as an operator would and return its stdout; fail on a non-zero exit."""
-    result = subprocess.run(
-        [str(BIN / "idp"), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"idp {' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")
+    """Run one ``idp`` command as an operator would and return its stdout; fail on a non-zero exit.
+
+    It is the real command (``idp.cli``, on an app built from ``env``'s settings) run in this
+    process: a new interpreter would load the whole app again, two seconds of CPU a command.
+    """
+    with _ONE_COMMAND:
+        app = create_app(Settings.from_env(env))
+        try:
+            with app.app_context():
+                result = app.test_cli_runner().invoke(args=list(args))
+        finally:
+            with app.app_context():
+                db.engine.dispose()
+    if result.exit_code != 0:
+        pytest.fail(f"idp {' '.join(args)} exited {result.exit_code}:\n{result.stderr}{result.stdout}")
     return result.stdout
 
 
@@ -340,12 +352,8 @@ def district(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Dis
         *("clients", "create", "--name", "Lincoln Portal", "--redirect-uri", REDIRECT_URI),
         *("--first-party", "--json"),
     )
-    # The student and the client do not depend on each other: two commands on two cores.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        student_done = pool.submit(run_idp, env, *create_student)
-        client_done = pool.submit(run_idp, env, *create_client)
-        student_done.result()
-        output = client_done.result()
+    run_idp(env, *create_student)
+    output = run_idp(env, *create_client)
     run_idp(
         env,
         *("accounts", "create", "--username", "Dana.Rivera", "--email", "dana@example.org"),

@@ -72,6 +72,8 @@ def english_in(text: str) -> list[str]:
 
 def english_on(page: Page) -> list[str]:
     """Return the English words a person reads or hears on ``page``."""
+    # A click's navigation may have committed its URL before the new page has a body.
+    page.wait_for_load_state()
     text = str(page.evaluate(READ_TEXT))
     found = english_in(text)
     if found:

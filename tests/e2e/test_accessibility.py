@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -164,28 +163,20 @@ def cast(env: dict[str, str], tag: str, tmp_path_factory: pytest.TempPathFactory
         *("clients", "create", "--name", f"Homework Helper {tag}", "--redirect-uri", REDIRECT_URI),
         "--json",
     )
-    # Each command loads the app (seconds on a busy machine): two at a time, on two cores.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        students = [pool.submit(student, row) for row in (RECORDED, UNRECORDED)]
-        recovering = pool.submit(parent, f"rae.{tag}")
-        temporary = pool.submit(parent, f"lou.{tag}", "--temporary")
-        staff = pool.submit(run_idp, env, *staff_args)
-        client = pool.submit(run_idp, env, *client_args)
-        invited = pool.submit(roster)
-        ids = [done.result() for done in students]
-        linked = parent(f"kai.{tag}", "--link", f"{ids[0]}:Father", "--link", f"{ids[1]}:Father")
-        staff_password = re.search(r"[Tt]emporary password[^:]*:\s*(\S+)", staff.result())
-        assert staff_password, staff.result()
-        return Cast(
-            students=ids,
-            parent=linked,
-            recovering=recovering.result(),
-            temporary=temporary.result(),
-            staff=f"ada.{tag}",
-            staff_password=staff_password.group(1),
-            third_party=json.loads(client.result())["client_id"],
-            invited=invited.result(),
-        )
+    ids = [student(row) for row in (RECORDED, UNRECORDED)]
+    staff = run_idp(env, *staff_args)
+    staff_password = re.search(r"[Tt]emporary password[^:]*:\s*(\S+)", staff)
+    assert staff_password, staff
+    return Cast(
+        students=ids,
+        parent=parent(f"kai.{tag}", "--link", f"{ids[0]}:Father", "--link", f"{ids[1]}:Father"),
+        recovering=parent(f"rae.{tag}"),
+        temporary=parent(f"lou.{tag}", "--temporary"),
+        staff=f"ada.{tag}",
+        staff_password=staff_password.group(1),
+        third_party=json.loads(run_idp(env, *client_args))["client_id"],
+        invited=roster(),
+    )
 
 
 @pytest.fixture(scope="module")

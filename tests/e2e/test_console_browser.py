@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pyotp
@@ -83,37 +82,25 @@ def test_district_admin_emulates_unlinks_and_deletes(
             *("--school", "LES", "--access-id", f"A-{sid}", "--access-password", f"pw-{sid}-x"),
         )
 
-    # The commands that do not depend on one another run at once (two cores).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        made = [
-            pool.submit(student, sis_id, "Ruby"),
-            pool.submit(student, other_sis_id, "Theo"),
-            pool.submit(
-                run_idp,
-                env,
-                *("accounts", "create", "--username", f"test.{tag}", "--email", f"test-{tag}@example.org"),
-                *("--password", f"test-pass-{tag}-long", "--first-name", "Tess"),
-                *("--last-name", f"Probe{tag}"),
-            ),
-        ]
-        staff = pool.submit(
-            run_idp,
-            env,
-            *("staff", "create", "--username", f"admin.{tag}", "--email", f"admin-{tag}@example.org"),
-            *("--first-name", "Ada", "--last-name", "Admin", "--role", "district-admin"),
-        )
-        for done in made[:2]:
-            done.result()
-        parent = pool.submit(
-            run_idp,
-            env,
-            *("accounts", "create", "--username", f"lee.{tag}", "--email", parent_email),
-            *("--password", f"parent-pass-{tag}-long", "--first-name", "Lee", "--last-name", f"Marsh{tag}"),
-            *("--link", f"{sis_id}:Mother", "--link", f"{other_sis_id}:Mother"),
-        )
-        made[2].result()
-        parent.result()
-        created = staff.result()
+    student(sis_id, "Ruby")
+    student(other_sis_id, "Theo")
+    run_idp(
+        env,
+        *("accounts", "create", "--username", f"test.{tag}", "--email", f"test-{tag}@example.org"),
+        *("--password", f"test-pass-{tag}-long", "--first-name", "Tess"),
+        *("--last-name", f"Probe{tag}"),
+    )
+    created = run_idp(
+        env,
+        *("staff", "create", "--username", f"admin.{tag}", "--email", f"admin-{tag}@example.org"),
+        *("--first-name", "Ada", "--last-name", "Admin", "--role", "district-admin"),
+    )
+    run_idp(
+        env,
+        *("accounts", "create", "--username", f"lee.{tag}", "--email", parent_email),
+        *("--password", f"parent-pass-{tag}-long", "--first-name", "Lee", "--last-name", f"Marsh{tag}"),
+        *("--link", f"{sis_id}:Mother", "--link", f"{other_sis_id}:Mother"),
+    )
 
     context = chromium.new_context()
     try:
