@@ -43,5 +43,10 @@ fi
 "$BIN/ruff" check idp relying_party_demo tests bench
 "$BIN/ruff" format --check idp relying_party_demo tests bench
 "$BIN/mypy"
-# Spread over the cores; each end-to-end backend stays on one worker (tests/e2e/conftest.py).
-"$BIN/pytest" -n auto --dist loadgroup "$@"
+# Compiled modules are cached even where PYTHONDONTWRITEBYTECODE is set: the end-to-end tests
+# start dozens of gunicorn, worker and portal processes, each of which would compile them again.
+unset PYTHONDONTWRITEBYTECODE
+# One worker more than the cores: an end-to-end test spends much of its time waiting on the
+# processes it started, which another worker's tests fill (docs/performance.md, "The test suite").
+# Each end-to-end backend of a module stays on one worker (tests/e2e/conftest.py).
+"$BIN/pytest" -n "$(( $(nproc) + 1 ))" --dist loadgroup "$@"

@@ -13,9 +13,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import segno
-from fpdf import FPDF
 
 from idp.audit import audit
 from idp.clock import Clock
@@ -23,6 +23,9 @@ from idp.db import DbSession
 from idp.students.credentials import AccessIssuer, IssuedAccess
 from idp.students.models import School
 from idp.students.schools import SchoolService
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 FONTS = Path(__file__).with_name("fonts")
 FONT = "DejaVuSans"
@@ -262,6 +265,9 @@ def render_letters(
     school: School, letters: Sequence[Letter], settings: LetterSettings, *, clock: Clock
 ) -> bytes:
     """Return the PDF: one page per letter."""
+    # Loaded when letters are printed, not at every worker's start (fpdf2 brings fontTools).
+    from fpdf import FPDF
+
     pdf = FPDF(format="letter", unit="mm")
     pdf.set_creation_date(clock.now())
     pdf.set_title(f"{settings.district_name}: {school.name}")
