@@ -58,7 +58,8 @@ def test_district_options_save_the_clis_data_audited_and_only_with_a_csrf_token(
         "/admin/district", data={"csrf_token": csrf_of(page.text), **chosen, "lockout_minutes": "0"}
     )
     assert forged.status_code == 400 and refused.status_code == 400
-    assert "The lock must last 1 to 1440 minutes." in refused.text
+    assert 'href="#lockout_minutes">The lock must last 1 to 1440 minutes.</a>' in refused.text
+    assert 'id="lockout_minutes" name="lockout_minutes"' in refused.text and 'aria-invalid="true"' in refused.text
     assert db.session.execute(select(DistrictOption)).first() is None
 
     answer = client.post("/admin/district", data={"csrf_token": csrf_of(page.text), **chosen})
@@ -118,6 +119,10 @@ def test_bad_requirements_are_refused_on_the_page_and_nothing_is_written(staff_c
     assert answer.status_code == 400
     assert "The minimum length must be 8 to 256." in answer.text
     assert 'id="history_count-errors"' in answer.text
+    # The summary, first and focused, links each problem to its field.
+    summary = answer.text.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert 'href="#min_length">The minimum length must be 8 to 256.</a>' in summary
+    assert 'href="#history_count"' in summary and 'href="#max_age_days"' not in summary
     assert db.session.execute(select(PasswordPolicyRecord)).first() is None
     assert client.get("/admin/policies/NO-SUCH-SCHOOL").status_code == 404
 
