@@ -124,6 +124,26 @@ def run_idp(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def create_student(
+    env: dict[str, str],
+    sis_id: str,
+    first_name: str,
+    last_name: str,
+    *,
+    school: str,
+    access_id: str,
+    access_password: str,
+) -> str:
+    """``idp students create``: a student families link with an Access ID and Access Password;
+    return the student's ID number."""
+    run_idp(
+        env,
+        *("students", "create", "--id", sis_id, "--first-name", first_name, "--last-name", last_name),
+        *("--school", school, "--access-id", access_id, "--access-password", access_password),
+    )
+    return sis_id
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -343,16 +363,19 @@ def district(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Dis
     env = provider_env(e2e_database, keys_dir, issuer="http://127.0.0.1")
     student = LinkedStudent()
     run_idp(env, "db", "upgrade")
-    create_student = (
-        *("students", "create", "--id", student.sis_id, "--first-name", student.first_name),
-        *("--last-name", student.last_name, "--school", student.school),
-        *("--access-id", "ZR-4821", "--access-password", "tiger-lily-42"),
-    )
     create_client = (
         *("clients", "create", "--name", "Lincoln Portal", "--redirect-uri", REDIRECT_URI),
         *("--first-party", "--json"),
     )
-    run_idp(env, *create_student)
+    create_student(
+        env,
+        student.sis_id,
+        student.first_name,
+        student.last_name,
+        school=student.school,
+        access_id="ZR-4821",
+        access_password="tiger-lily-42",
+    )
     output = run_idp(env, *create_client)
     run_idp(
         env,

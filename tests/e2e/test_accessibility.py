@@ -26,7 +26,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 from tests.conftest import REDIRECT_URI, AuthRequest
-from tests.e2e.conftest import District, Provider, free_port, provider_env, run_idp, wait_until_ready
+from tests.e2e.conftest import (
+    District,
+    Provider,
+    create_student,
+    free_port,
+    provider_env,
+    run_idp,
+    wait_until_ready,
+)
 from tests.e2e.portal import launch_portal, portal_env, register_portal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
@@ -131,13 +139,15 @@ class Cast:
 def cast(env: dict[str, str], tag: str, tmp_path_factory: pytest.TempPathFactory) -> Cast:
     def student(row: tuple[str, str, str, str, str]) -> str:
         sis_id, first, school, access_id, access_password = row
-        run_idp(
+        return create_student(
             env,
-            *("students", "create", "--id", f"{sis_id}{tag}", "--first-name", first),
-            *("--last-name", f"Axe{tag}", "--school", school),
-            *("--access-id", f"{access_id}-{tag}", "--access-password", access_password),
+            f"{sis_id}{tag}",
+            first,
+            f"Axe{tag}",
+            school=school,
+            access_id=f"{access_id}-{tag}",
+            access_password=access_password,
         )
-        return f"{sis_id}{tag}"
 
     def parent(username: str, *extra: str) -> str:
         run_idp(

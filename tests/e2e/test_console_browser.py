@@ -18,7 +18,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import District, ProviderPool, provider_env, run_idp
+from tests.e2e.conftest import District, ProviderPool, create_student, provider_env, run_idp
 from tests.smtp import Inbox, smtp_server, text_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
@@ -76,10 +76,8 @@ def test_district_admin_emulates_unlinks_and_deletes(
     parent_email = f"lee-{tag}@example.org"
 
     def student(sid: str, first: str) -> str:
-        return run_idp(
-            env,
-            *("students", "create", "--id", sid, "--first-name", first, "--last-name", f"Marsh{tag}"),
-            *("--school", "LES", "--access-id", f"A-{sid}", "--access-password", f"pw-{sid}-x"),
+        return create_student(
+            env, sid, first, f"Marsh{tag}", school="LES", access_id=f"A-{sid}", access_password=f"pw-{sid}-x"
         )
 
     student(sis_id, "Ruby")

@@ -14,7 +14,6 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,9 +35,9 @@ from tests.e2e.conftest import (
     HTTP_TIMEOUT,
     District,
     Provider,
+    create_student,
     free_port,
     provider_env,
-    run_idp,
     wait_until_ready,
 )
 from tests.e2e.flows import continue_authorization, describe, fetch_json, sign_in, start_authorization
@@ -75,17 +74,16 @@ class RunningPortal:
 def alvarez_kids(district: District) -> tuple[Kid, Kid]:
     env = provider_env(district.database_url, district.keys_dir, issuer="http://127.0.0.1")
 
-    def create(kid: Kid) -> str:
-        return run_idp(
+    for kid in (WREN, BEN):
+        create_student(
             env,
-            *("students", "create", "--id", kid.sis_id, "--first-name", kid.first_name),
-            *("--last-name", "Alvarez", "--school", kid.school),
-            *("--access-id", kid.access_id, "--access-password", kid.access_password),
+            kid.sis_id,
+            kid.first_name,
+            "Alvarez",
+            school=kid.school,
+            access_id=kid.access_id,
+            access_password=kid.access_password,
         )
-
-    # Two commands that do not depend on each other: two processes at once.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(create, (WREN, BEN)))
     return WREN, BEN
 
 

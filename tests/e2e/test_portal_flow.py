@@ -25,7 +25,15 @@ from relying_party_demo.config import PortalSettings
 from relying_party_demo.provider import CLIENT_NAME
 from relying_party_demo.web_session import ServerSession
 from tests.conftest import AuthRequest, csrf_token, redirect_params
-from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, free_port, provider_env, run_idp
+from tests.e2e.conftest import (
+    HTTP_TIMEOUT,
+    District,
+    Provider,
+    create_student,
+    free_port,
+    provider_env,
+    run_idp,
+)
 from tests.e2e.flows import continue_authorization, describe, sign_in, start_authorization
 from tests.e2e.portal import PortalClient, register_portal
 
@@ -305,10 +313,8 @@ def test_a_student_added_in_account_preferences_appears_in_the_open_portal(
 ) -> None:
     # A parent of our own, so the district's shared parent keeps its one student.
     env = provider_env(district.database_url, district.keys_dir, issuer="http://127.0.0.1")
-    run_idp(
-        env,
-        *("students", "create", "--id", "300771", "--first-name", "Mia", "--last-name", "Okafor"),
-        *("--school", "LES", "--access-id", "MO-3077", "--access-password", "maple-kite-71"),
+    create_student(
+        env, "300771", "Mia", "Okafor", school="LES", access_id="MO-3077", access_password="maple-kite-71"
     )
     run_idp(
         env,

@@ -15,7 +15,14 @@ import requests
 from playwright.sync_api import Browser, Page, Route
 
 from tests.conftest import AuthRequest, redirect_params
-from tests.e2e.conftest import ARTIFACTS, HTTP_TIMEOUT, District, Provider, provider_env, run_idp
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    HTTP_TIMEOUT,
+    District,
+    Provider,
+    create_student,
+    provider_env,
+)
 from tests.e2e.flows import describe, fetch_json, redeem, verify_id_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_backends("postgresql")]
@@ -30,12 +37,9 @@ NEW_PASSWORD = "lantern-orchard-velvet-93"
 def second_student(district: District) -> str:
     env = provider_env(district.database_url, district.keys_dir, issuer="http://127.0.0.1")
     access_id, access_password, sis_id = MAYA
-    run_idp(
-        env,
-        *("students", "create", "--id", sis_id, "--first-name", "Maya", "--last-name", "Chen"),
-        *("--school", "WMS", "--access-id", access_id, "--access-password", access_password),
+    return create_student(
+        env, sis_id, "Maya", "Chen", school="WMS", access_id=access_id, access_password=access_password
     )
-    return sis_id
 
 
 def fill_student(

@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     District,
     Provider,
     ProviderPool,
+    create_student,
     free_port,
     provider_env,
     run_idp,
@@ -91,11 +92,14 @@ def site(district: District, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 district.database_url, district.keys_dir, issuer=provider.url, IDP_SMTP_URL=smtp_url
             )
             for kid in (marta, tomas):
-                run_idp(
+                create_student(
                     env,
-                    *("students", "create", "--id", kid.sis_id, "--first-name", kid.first_name),
-                    *("--last-name", "Navarro", "--school", kid.school),
-                    *("--access-id", kid.access_id, "--access-password", kid.access_password),
+                    kid.sis_id,
+                    kid.first_name,
+                    "Navarro",
+                    school=kid.school,
+                    access_id=kid.access_id,
+                    access_password=kid.access_password,
                 )
             port = free_port()
             client = register_portal(district, f"http://127.0.0.1:{port}")

@@ -17,7 +17,14 @@ from playwright.sync_api import Browser, Route
 from relying_party_demo import create_app
 from relying_party_demo.config import PortalSettings
 from tests.conftest import AuthRequest, redirect_params
-from tests.e2e.conftest import HTTP_TIMEOUT, District, Provider, free_port, provider_env, run_idp
+from tests.e2e.conftest import (
+    HTTP_TIMEOUT,
+    District,
+    Provider,
+    create_student,
+    free_port,
+    provider_env,
+)
 from tests.e2e.portal import register_portal
 from tests.e2e.spanish import english_on
 
@@ -31,12 +38,9 @@ NEW_PASSWORD = "lantern-orchard-velvet-93"
 def student(district: District) -> str:
     env = provider_env(district.database_url, district.keys_dir, issuer="http://127.0.0.1")
     access_id, access_password, sis_id = STUDENT
-    run_idp(
-        env,
-        *("students", "create", "--id", sis_id, "--first-name", "Lucía", "--last-name", "Gómez"),
-        *("--school", "LES", "--access-id", access_id, "--access-password", access_password),
+    return create_student(
+        env, sis_id, "Lucía", "Gómez", school="LES", access_id=access_id, access_password=access_password
     )
-    return sis_id
 
 
 def test_a_parent_registers_and_signs_in_in_spanish_without_english(

@@ -77,6 +77,18 @@ from idp.students.roster.report import ImportReport
 from idp.students.unlinking import GuardianUnlinking
 
 BATCH_SIZE = 1000
+# What a roster's student is compared with: the stored student it updates or adopts.
+STUDENT_FIELDS = (
+    Student.id,
+    Student.sourced_id,
+    Student.sis_id,
+    Student.first_name,
+    Student.last_name,
+    Student.school_id,
+    Student.grade,
+    Student.home_language,
+    Student.active,
+)
 STUDENT = "student"
 GUARDIAN = "guardian"
 SCHOOL_TYPE = "school"
@@ -585,17 +597,7 @@ class RosterImport:
         students = {
             row.sourced_id: row
             for row in self.session.execute(
-                select(
-                    Student.id,
-                    Student.sourced_id,
-                    Student.sis_id,
-                    Student.first_name,
-                    Student.last_name,
-                    Student.school_id,
-                    Student.grade,
-                    Student.home_language,
-                    Student.active,
-                )
+                select(*STUDENT_FIELDS)
                 .join(users_t, users_t.c.sourced_id == Student.sourced_id)
                 .where(in_batch)
             )
@@ -761,17 +763,7 @@ class RosterImport:
         adoptable = {
             row.sis_id: row
             for row in self.session.execute(
-                select(
-                    Student.id,
-                    Student.sourced_id,
-                    Student.sis_id,
-                    Student.first_name,
-                    Student.last_name,
-                    Student.school_id,
-                    Student.grade,
-                    Student.home_language,
-                    Student.active,
-                ).where(
+                select(*STUDENT_FIELDS).where(
                     Student.sis_id.in_(
                         {user.student_key for user in students if user.sourced_id not in context.students}
                     ),
