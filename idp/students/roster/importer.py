@@ -958,15 +958,7 @@ class RosterImport:
                 )
             )
         }
-        new = wanted - existing
-        if new:
-            now = self.clock.now()
-            self.session.execute(
-                insert(RosterGuardianStudent),
-                [{"guardian_id": g, "student_id": s, "created_at": now} for g, s in sorted(new)],
-            )
-        report.count("created", "links", len(new))
-        report.count("unchanged", "links", len(wanted & existing))
+        self._add_roster_links(wanted, existing, report)
         accounts = {existing_row.id: existing_row.account_id for existing_row in context.guardians.values()}
         for guardian_id, student_id in sorted(existing - wanted):
             account_id = accounts.get(guardian_id)
@@ -1022,6 +1014,12 @@ class RosterImport:
                 )
             )
         }
+        self._add_roster_links(wanted, existing, report)
+
+    def _add_roster_links(
+        self, wanted: set[tuple[str, str]], existing: set[tuple[str, str]], report: ImportReport
+    ) -> None:
+        """Store the guardian and student pairs of ``wanted`` not already ``existing``; count both."""
         new = wanted - existing
         if new:
             now = self.clock.now()
