@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,10 @@ def run_idp(env: dict[str, str], *args: str) -> str:
             with app.app_context():
                 db.engine.dispose()
     if result.exit_code != 0:
-        pytest.fail(f"idp {' '.join(args)} exited {result.exit_code}:\n{result.stderr}{result.stdout}")
+        crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+        raised = "".join(traceback.format_exception(result.exception)) if crashed else ""
+        output = f"{result.stderr}{result.stdout}{raised}"
+        pytest.fail(f"idp {' '.join(args)} exited {result.exit_code}:\n{output}")
     return result.stdout
 
 
