@@ -7,7 +7,6 @@ tests/e2e/test_multi_instance.py (two instances, PgBouncer, Redis with Sentinel)
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import signal
@@ -19,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.tls import certificate_pem, new_root_ca, private_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDY = shutil.which("caddy") or "/usr/bin/caddy"
@@ -51,42 +48,10 @@ def answers(url: str) -> bool:
 def make_root_ca(folder: Path) -> tuple[Path, Path]:
     """A root CA for Caddy's ``pki`` block (as deploy/docker/local-ca.sh makes one); return the
     certificate (which the test's HTTP client trusts) and the key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "School IdP test root CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    key, certificate = new_root_ca("School IdP test root CA")
     cert_path, key_path = folder / "root.crt", folder / "root.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path.write_bytes(certificate_pem(certificate))
+    key_path.write_bytes(private_pem(key))
     key_path.chmod(0o600)
     return cert_path, key_path
 

@@ -19,9 +19,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from flask import Flask
 from sqlalchemy import select
 
@@ -35,6 +35,7 @@ from idp.mail.outbox import Outbox
 from idp.policy import MAIL_RETRIES
 from idp.web.context import services
 from tests.conftest import settings_for_tests
+from tests.tls import certificate_pem, name, new_root_ca, private_pem
 
 # Percent-encoded in the URL, as IDP_SMTP_URL wants them: a space, "@", ":", "/" and "%".
 SMTP_USER = "mail user@district.example"
@@ -60,45 +61,15 @@ class PrivateCA:
         return context
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 @pytest.fixture(scope="module")
 def test_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
     folder = tmp_path_factory.mktemp("tls")
     now = datetime.now(UTC)  # TLS checks the real time, not the frozen clock
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("idp test CA"))
-        .issuer_name(_name("idp test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca_cert = new_root_ca("idp test CA")
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(name("127.0.0.1"))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -119,13 +90,9 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
         .sign(ca_key, hashes.SHA256())
     )
     found = PrivateCA(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    found.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    found.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    found.key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    found.ca_file.write_bytes(certificate_pem(ca_cert))
+    found.cert_file.write_bytes(certificate_pem(cert))
+    found.key_file.write_bytes(private_pem(key))
     return found
 
 

@@ -9,17 +9,10 @@ from datetime import timedelta
 import pytest
 import redis
 
-from idp.accounts.lockout import Lockout
-from idp.clock import FrozenClock
-from idp.counters.limits_storage import CounterStorage
-from idp.counters.memory import MemoryCounters
 from idp.counters.redis import RedisCounters
-from idp.counters.store import Keys, Threshold
-from idp.policy import LockoutPolicy
-from idp.students.access import StudentAccess
+from tests.counter_contract import THREE_PER_MINUTE
+from tests.counter_keys import every_counter_key
 from tests.infra import redis_cluster_node
-
-THREE_PER_MINUTE = Threshold(limit=3, window=timedelta(minutes=1), lock=timedelta(minutes=5))
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +25,7 @@ def counters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCounters
             client.close()
 
 
-def counter_keys() -> list[str]:
-    keys = Keys.derive("idp:", "a-secret-key")
-    lockout = Lockout(MemoryCounters(FrozenClock()), keys, LockoutPolicy())
-    access = StudentAccess.__new__(StudentAccess)  # its key names need only the keys
-    access.keys = keys
-    limits = CounterStorage("idp-counters://", counters=MemoryCounters(FrozenClock()), prefix="idp:")
-    return [
-        lockout.user_key("dana.rivera"),
-        lockout.device_key("account-id", "device-id"),
-        access.access_id_key("ACCESS-1"),
-        access.address_key("203.0.113.7"),
-        limits.counter_key("LIMITER/203.0.113.7/signin/100/1/minute"),
-    ]
-
-
-@pytest.mark.parametrize("key", counter_keys())
+@pytest.mark.parametrize("key", every_counter_key())
 def test_every_counter_command_runs_on_a_cluster_node(counters: RedisCounters, key: str) -> None:
     assert counters.increment(key, timedelta(minutes=1)).count == 1
     assert counters.window(key).count == 1

@@ -10,16 +10,14 @@ import redis
 from redis.crc import key_slot
 from redis.sentinel import SentinelConnectionPool
 
-from idp.accounts.lockout import Lockout
 from idp.clock import FrozenClock
 from idp.config import ConfigError, Settings
 from idp.counters.connect import MasterDemoted, redis_client
 from idp.counters.limits_storage import CounterStorage
 from idp.counters.memory import MemoryCounters
 from idp.counters.sentinel import InvalidSentinelURL, SentinelURL, parse_sentinel_url
-from idp.counters.store import Keys, lock_key
-from idp.policy import LockoutPolicy
-from idp.students.access import StudentAccess
+from idp.counters.store import lock_key
+from tests.counter_keys import every_counter_key
 
 
 # --- the Sentinel URL ----------------------------------------------------------------------------
@@ -100,29 +98,6 @@ def test_a_sentinel_url_opens_a_master_client_with_short_timeouts_retrying_only_
 
 
 # --- Cluster-safe keys ---------------------------------------------------------------------------
-def every_counter_key() -> list[str]:
-    """Keys of each kind the provider counts under, made by the code that makes them."""
-    keys = Keys.derive("idp:", "a-secret-key")
-    lockout = Lockout(MemoryCounters(FrozenClock()), keys, LockoutPolicy())
-    access = StudentAccess.__new__(StudentAccess)  # its key names need only the keys
-    access.keys = keys
-    limits = CounterStorage("idp-counters://", counters=MemoryCounters(FrozenClock()), prefix="idp:")
-    return [
-        lockout.user_key("dana.rivera"),
-        lockout.user_key("{dana}"),
-        lockout.device_key("account-id", "device-id"),
-        access.access_id_key("ACCESS-1"),
-        access.address_key("203.0.113.7"),
-        access.address_key(None),
-        limits.counter_key("LIMITER/203.0.113.7/signin/100/1/minute"),
-        limits.counter_key("LIMITER/2001:db8::1/token/6000/1/minute"),
-        limits.counter_key("odd{key}with}braces{"),
-        limits.counter_key("}starts-with-a-brace"),
-        limits.counter_key("%7D"),
-        limits.counter_key(""),
-    ]
-
-
 @pytest.mark.parametrize("key", every_counter_key())
 def test_a_key_and_its_lock_hash_to_one_slot(key: str) -> None:
     # The attempt script, forget and lock touch both in one step (idp/counters/redis.py).
